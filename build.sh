@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# build.sh: the one entry point to set up, build, test and demonstrate ksu.
+#
+# Products go to $KSU_OUT (default ./out); downloads and the slow parts of
+# the images (debootstrap trees, unpacked kernels) are cached in $KSU_CACHE
+# (default /var/cache/ksu), keyed by their inputs, so a rerun with nothing
+# changed takes seconds.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=${KSU_OUT:-$repo/out}
+cache=${KSU_CACHE:-/var/cache/ksu}
+export KSU_OUT=$out KSU_CACHE=$cache
+
+# shellcheck source=qemu/versions
+source "$repo/qemu/versions"
+
+usage() {
+	cat <<EOF
+usage: ./build.sh COMMAND
+
+commands:
+  setup   install missing packages, download the kernels, build the binaries
+          and the guest images (cached; a rerun with nothing changed is quick)
+  build   build the static binaries into $out/bin
+  demo    boot a guest on the old kernel and update it to the new one
+  test    run every test, unit and end-to-end, with the time of each group
+  bench   run the benchmarks and print their figures
+  lint    gofmt, go vet, staticcheck, source greps, shellcheck
+
+environment:
+  KSU_OUT    products (default ./out)
+  KSU_CACHE  downloads and cached image parts (default /var/cache/ksu)
+EOF
+}
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+# Commands this script and the tests need, with the Debian package of each.
+required_packages=(
+	qemu-system-x86_64:qemu-system-x86
+	qemu-img:qemu-utils
+	cpio:cpio
+	zstd:zstd
+	xz:xz-utils
+	mkfs.ext4:e2fsprogs
+	debootstrap:debootstrap
+	depmod:kmod
+	file:file
+	shellcheck:shellcheck
+	redis-cli:redis-tools
+)
+
+install_packages() {
+	local missing=() entry
+	for entry in "${required_packages[@]}"; do
+		command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
+	done
+	if ((${#missing[@]} == 0)); then
+		return
+	fi
+	[[ $(id -u) -eq 0 ]] || die "missing packages ${missing[*]}: run as root to install them"
+	log "installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+cmd_build() {
+	mkdir -p "$out/bin"
+	cd "$repo"
+	export CGO_ENABLED=0
+	local flags=(-trimpath -ldflags='-s -w')
+	go build "${flags[@]}" -o "$out/bin/ksu" ./cmd/ksu
+	go build "${flags[@]}" -o "$out/bin/ksu-init" ./cmd/ksu-init
+	go build "${flags[@]}" -o "$out/bin/ksu-agent" ./qemu/guestagent
+}
+
+cmd_setup() {
+	install_packages
+	log "building binaries"
+	cmd_build
+	log "building images"
+	"$repo/image/build.sh"
+}
+
+# timed NAME COMMAND... runs COMMAND and records how long it took under NAME.
+timings=()
+timed() {
+	local name=$1 start rc=0
+	shift
+	start=$(date +%s)
+	"$@" || rc=$?
+	timings+=("$(printf '%-10s %5ss  %s' "$name" $(($(date +%s) - start)) \
+		"$([[ $rc -eq 0 ]] && echo ok || echo "FAILED (exit $rc)")")")
+	return $rc
+}
+
+print_timings() {
+	log "time per group"
+	printf '  %s\n' "${timings[@]}" >&2
+}
+
+cmd_test() {
+	local rc=0
+	timed setup cmd_setup || { print_timings; return 1; }
+	cd "$repo"
+	timed vet go vet ./... || rc=1
+	timed unit go test -count=1 ./... || rc=1
+	timed e2e env KSU_IMAGES="$out/images" \
+		go test -count=1 -timeout 60m -v ./tests/... || rc=1
+	print_timings
+	return $rc
+}
+
+cmd_demo() {
+	cmd_setup
+	cd "$repo"
+	KSU_IMAGES="$out/images" go run ./tests/demo
+}
+
+cmd_bench() {
+	cmd_setup
+	cd "$repo"
+	KSU_IMAGES="$out/images" go test -count=1 -run '^$' -bench . -benchtime 1x ./...
+}
+
+cmd_lint() {
+	cd "$repo"
+	local rc=0 files
+	files=$(gofmt -l .)
+	[[ -z $files ]] || { printf 'gofmt needed:\n%s\n' "$files"; rc=1; }
+	go vet ./... || rc=1
+	if ! command -v staticcheck >/dev/null 2>&1; then
+		GOBIN=${GOBIN:-$(go env GOPATH)/bin} go install honnef.co/go/tools/cmd/staticcheck@latest
+		PATH=$PATH:$(go env GOPATH)/bin
+	fi
+	staticcheck ./... || rc=1
+	lint_greps || rc=1
+	shellcheck build.sh .ci/run image/*.sh || rc=1
+	return $rc
+}
+
+# lint_greps enforces the source rules that no Go tool checks.
+lint_greps() {
+	local rc=0 hits
+	hits=$(grep -rlE --include='*.go' '"unsafe"|syscall\.Syscall|unix\.Syscall|unix\.RawSyscall' \
+		cmd pkg qemu tests | grep -v '^pkg/internal/sys/.*_unsafe\.go$' || true)
+	[[ -z $hits ]] || { printf 'unsafe or raw Syscall outside pkg/internal/sys/*_unsafe.go:\n%s\n' "$hits"; rc=1; }
+	hits=$(grep -rnE --include='*.go' 'log\.(Print|Fatal)|os\.Exit\(' pkg || true)
+	[[ -z $hits ]] || { printf 'log.Print*, log.Fatal* or os.Exit under pkg/:\n%s\n' "$hits"; rc=1; }
+	hits=$(grep -rnE --include='*.go' '//[[:space:]]*TODO[[:space:]]*$' cmd pkg qemu tests || true)
+	[[ -z $hits ]] || { printf 'bare TODO:\n%s\n' "$hits"; rc=1; }
+	return $rc
+}
+
+main() {
+	local cmd=${1:-}
+	case $cmd in
+	setup | build | demo | test | bench | lint)
+		shift
+		"cmd_$cmd" "$@"
+		;;
+	-h | --help | help | '')
+		usage
+		;;
+	*)
+		usage >&2
+		exit 2
+		;;
+	esac
+}
+
+main "$@"
