@@ -1,13 +1,89 @@
-// Command ksu is the operator's tool on the running system: it checks
-// whether processes can be preserved and updates the kernel under them.
+// Command ksu is the operator's tool on the running system: it updates
+// the kernel of the machine with kexec and, in later steps, carries the
+// chosen processes across the switch.
+//
+// Exit status: 0 on success, 1 when the command failed (nothing was
+// changed unless the message says otherwise), 2 for invalid usage.
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 )
 
+const usage = `usage: ksu COMMAND [OPTIONS]
+
+Commands:
+  update   switch the running machine to another kernel with kexec
+  help     show this text, or "ksu help COMMAND" for one command
+
+Run "ksu COMMAND --help" for the options of a command.
+`
+
+// command is one subcommand: its flags are registered on fs, and run
+// executes it with the remaining arguments.
+type command struct {
+	summary string
+	flags   func(fs *flag.FlagSet) func(args []string) error
+}
+
+var commands = map[string]command{
+	"update": {"switch the running machine to another kernel with kexec", updateFlags},
+}
+
+// errUsage marks an error that is the caller's usage, exit status 2.
+var errUsage = errors.New("invalid usage")
+
 func main() {
-	fmt.Fprintln(os.Stderr, "ksu: not implemented yet")
-	os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	name := args[0]
+	if name == "help" || name == "-h" || name == "--help" {
+		return help(args[1:], stdout, stderr)
+	}
+
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "ksu: unknown command %q\n%s", name, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("ksu "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	exec := cmd.flags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+
+	if err := exec(fs.Args()); err != nil {
+		fmt.Fprintf(stderr, "ksu %s: %v\n", name, err)
+		if errors.Is(err, errUsage) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func help(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if _, ok := commands[args[0]]; !ok {
+		fmt.Fprintf(stderr, "ksu help: unknown command %q\n", args[0])
+		return 2
+	}
+	return run([]string{args[0], "--help"}, stdout, stderr)
 }
