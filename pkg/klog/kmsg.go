@@ -1,0 +1,201 @@
+package klog
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Syslog severity levels, the number in the "<N>" prefix of a /dev/kmsg
+// record (syslog(2)).
+const (
+	LevelCrit    = 2
+	LevelErr     = 3
+	LevelWarning = 4
+	LevelNotice  = 5
+	LevelInfo    = 6
+	LevelDebug   = 7
+)
+
+// Paths of the kernel interfaces that OpenKernelLog uses.
+const (
+	DevKmsg       = "/dev/kmsg"
+	DevConsole    = "/dev/console"
+	PrintkDevkmsg = "/proc/sys/kernel/printk_devkmsg"
+)
+
+// maxRecord is the longest message text written to /dev/kmsg in one record.
+// The kernel rejects a write of more than about 1 KiB with EINVAL
+// (devkmsg_write in kernel/printk/printk.c; the exact limit depends on the
+// version), so longer lines are split, leaving room for the prefix.
+const maxRecord = 900
+
+// maxPending bounds the lines kept for the kernel log before it is open.
+const maxPending = 64
+
+// Kmsg is a Logger for a process that runs as PID 1: each message goes to
+// the kernel log as a "<level>ident: message" record and, as
+// "ident: message", to the console.
+//
+// Until AttachKernelLog or OpenKernelLog succeeds, messages go to the console
+// only and the last maxPending of them are kept, then written to the kernel
+// log on attach, so dmesg still shows the earliest stage.
+type Kmsg struct {
+	ident string
+
+	mu      sync.Mutex
+	console io.Writer
+	kmsg    io.Writer
+	pending []pendingLine
+	dropped int
+}
+
+type pendingLine struct {
+	level int
+	text  string
+}
+
+// NewKmsg returns a Kmsg that writes to console until a kernel log is
+// attached. console is usually /dev/console or the standard output that the
+// kernel opened on it for init.
+func NewKmsg(ident string, console io.Writer) *Kmsg {
+	return &Kmsg{ident: ident, console: console}
+}
+
+// OpenKmsg returns a Kmsg writing to /dev/console and /dev/kmsg. If
+// /dev/kmsg cannot be opened, it writes to the console only and the error
+// is logged there.
+func OpenKmsg(ident string) *Kmsg {
+	var console io.Writer = os.Stderr
+	if f, err := os.OpenFile(DevConsole, os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+		console = f
+	}
+	k := NewKmsg(ident, console)
+	if err := k.OpenKernelLog(); err != nil {
+		k.Logf(LevelWarning, "kernel log unavailable, logging to the console only: %v", err)
+	}
+	return k
+}
+
+// OpenKernelLog turns off the kernel's rate limit on /dev/kmsg writes by
+// setting printk_devkmsg to "on" (so a burst of lines from PID 1 is not
+// dropped), then opens /dev/kmsg and attaches it. It needs /proc and /dev
+// mounted. A failure to set printk_devkmsg is logged and not returned,
+// because the kernel log still works with the rate limit on.
+func (k *Kmsg) OpenKernelLog() error {
+	if err := os.WriteFile(PrintkDevkmsg, []byte("on\n"), 0); err != nil {
+		k.Logf(LevelWarning, "set %s to on: %v; the kernel may drop lines", PrintkDevkmsg, err)
+	}
+	f, err := os.OpenFile(DevKmsg, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open kernel log: %w", err)
+	}
+	k.AttachKernelLog(f)
+	return nil
+}
+
+// AttachKernelLog makes w the kernel log, then writes to it the lines that
+// were logged before, noting how many were dropped because there were more
+// than maxPending.
+func (k *Kmsg) AttachKernelLog(w io.Writer) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.kmsg = w
+	if k.dropped > 0 {
+		k.writeKmsg(LevelWarning, fmt.Sprintf("%d early lines were dropped before the kernel log was open", k.dropped))
+	}
+	for _, p := range k.pending {
+		k.writeKmsg(p.level, p.text)
+	}
+	k.pending, k.dropped = nil, 0
+}
+
+// Printf logs a message at LevelInfo.
+func (k *Kmsg) Printf(format string, args ...any) {
+	k.Logf(LevelInfo, format, args...)
+}
+
+// Logf logs a message at the given syslog level.
+func (k *Kmsg) Logf(level int, format string, args ...any) {
+	text := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.writeConsole(k.ident + ": " + text + "\n")
+	k.writeKmsg(level, text)
+}
+
+// Mark writes a marker line that tests and operators search the console
+// for. The console gets the line with no ident prefix, so it starts at the
+// beginning of a line; the kernel log gets it as a LevelNotice record.
+func (k *Kmsg) Mark(format string, args ...any) {
+	text := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.writeConsole(text + "\n")
+	k.writeKmsg(LevelNotice, text)
+}
+
+// writeConsole writes s to the console, dropping errors: the console is
+// the last resort, so there is nowhere to report them.
+//
+// Preconditions: k.mu is held.
+func (k *Kmsg) writeConsole(s string) {
+	if k.console != nil {
+		_, _ = io.WriteString(k.console, s)
+	}
+}
+
+// writeKmsg writes text to the kernel log as one record per line, splitting
+// lines longer than maxRecord, or keeps it for later if no kernel log is
+// attached.
+//
+// Preconditions: k.mu is held.
+func (k *Kmsg) writeKmsg(level int, text string) {
+	if k.kmsg == nil {
+		k.keep(level, text)
+		return
+	}
+	for _, line := range strings.Split(text, "\n") {
+		for _, rec := range splitRecord(line, maxRecord) {
+			// Each write is one record; a failed write is already on the
+			// console, so it is not reported again.
+			_, _ = fmt.Fprintf(k.kmsg, "<%d>%s: %s\n", level, k.ident, rec)
+		}
+	}
+}
+
+// keep stores a line for AttachKernelLog, dropping the oldest beyond
+// maxPending.
+//
+// Preconditions: k.mu is held.
+func (k *Kmsg) keep(level int, text string) {
+	if len(k.pending) == maxPending {
+		k.pending = k.pending[1:]
+		k.dropped++
+	}
+	k.pending = append(k.pending, pendingLine{level: level, text: text})
+}
+
+// splitRecord cuts s into pieces of at most n bytes, never inside a UTF-8
+// sequence. An empty s gives one empty piece.
+func splitRecord(s string, n int) []string {
+	var out []string
+	for len(s) > n {
+		cut := n
+		for cut > 0 && !isRuneStart(s[cut]) {
+			cut--
+		}
+		if cut == 0 {
+			cut = n
+		}
+		out = append(out, s[:cut])
+		s = s[cut:]
+	}
+	return append(out, s)
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
