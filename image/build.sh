@@ -202,16 +202,16 @@ fetch_kernels() {
 		deb=$(download_kernel "$pkg")
 		dir=$(unpack_kernel "$deb")
 		release=$(<"$dir/release")
+		log "kernel ${role%%:*}: $release (from $pkg)"
 		case ${role%%:*} in
 		old) old_release=$release ;;
 		new) new_release=$release ;;
-		*) extra_releases+=("$release") ;;
+		*) [[ -n ${kernel_dirs[$release]:-} ]] || extra_releases+=("$release") ;;
 		esac
 		if [[ -z ${kernel_dirs[$release]:-} ]]; then
 			releases+=("$release")
 			kernel_dirs[$release]=$dir
 		fi
-		log "kernel ${role%%:*}: $release (from $pkg)"
 	done
 }
 
@@ -331,6 +331,7 @@ build_kernel_images() {
 prune_kernel_images() {
 	local dir release keep
 	for dir in "$images"/kernels/*/; do
+		[[ -d $dir ]] || continue
 		keep=
 		for release in "${releases[@]}"; do
 			[[ ${dir%/} == "$images/kernels/$release" ]] && keep=1
@@ -353,8 +354,9 @@ bootstrap_tree() {
 		debootstrap --variant=minbase --components=main \
 			--include="$(IFS=,; printf '%s' "${guest_packages[*]}")" \
 			--cache-dir="$cache/debootstrap-debs" \
-			"$DEBIAN_SUITE" "$tmp/root" "$DEBIAN_MIRROR" >&2 || {
-			cp "$tmp/root/debootstrap/debootstrap.log" "$cache/debootstrap.log" 2>/dev/null
+			"$DEBIAN_SUITE" "$tmp/root" "$DEBIAN_MIRROR" >"$cache/debootstrap.log" 2>&1 || {
+			cat "$tmp/root/debootstrap/debootstrap.log" >>"$cache/debootstrap.log" 2>/dev/null || true
+			tail -n 20 "$cache/debootstrap.log" >&2
 			die "debootstrap failed: see $cache/debootstrap.log"
 		}
 		prune_siblings "$cache/bootstrap"
