@@ -80,3 +80,10 @@ func (t *Timeline) Summary() string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// Marker formats s as the line that ksu and ksu-init print on the console
+// and in the kernel log when a phase ends, e.g. "KSU-PHASE load done
+// ms=412". Tests and the demo wait for these lines.
+func (s Span) Marker() string {
+	return fmt.Sprintf("KSU-PHASE %s done ms=%d", s.Phase, s.Duration.Milliseconds())
+}

@@ -3,6 +3,7 @@ package phase
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTimelineRecordsInOrder(t *testing.T) {
@@ -35,5 +36,12 @@ func TestAllUnique(t *testing.T) {
 			t.Errorf("phase %q listed twice in All", p)
 		}
 		seen[p] = true
+	}
+}
+
+func TestSpanMarker(t *testing.T) {
+	s := Span{Phase: Load, Duration: 1500 * time.Millisecond}
+	if got, want := s.Marker(), "KSU-PHASE load done ms=1500"; got != want {
+		t.Errorf("Span.Marker() = %q, want %q", got, want)
 	}
 }

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"io"
+	"os"
+
+	"github.com/ksu-project/ksu/pkg/klog"
+)
+
+// switchLog logs the steps of a kernel switch to stderr and to the kernel
+// log. The kernel log reaches the console, so the operator (and the test
+// harness) still sees the last lines before the kexec, and the new
+// kernel's dmesg does not; the journal of the old boot keeps them.
+type switchLog struct {
+	stderr *klog.Writer
+	kernel *klog.Kmsg
+	// onlyKernel stops the stderr copy while filesystems are frozen,
+	// because stderr may be a file on one of them.
+	onlyKernel bool
+}
+
+func newSwitchLog() *switchLog {
+	l := &switchLog{stderr: klog.Stderr("ksu"), kernel: klog.NewKmsg("ksu", io.Discard)}
+	if f, err := os.OpenFile(klog.DevKmsg, os.O_WRONLY, 0); err == nil {
+		l.kernel.AttachKernelLog(f)
+	} else {
+		l.stderr.Printf("kernel log unavailable, logging to stderr only: %v", err)
+	}
+	return l
+}
+
+// Printf logs one line to both.
+func (l *switchLog) Printf(format string, args ...any) {
+	l.kernel.Printf(format, args...)
+	if !l.onlyKernel {
+		l.stderr.Printf(format, args...)
+	}
+}
+
+// Mark logs a marker line (see phase.Span.Marker) to both.
+func (l *switchLog) Mark(marker string) {
+	l.kernel.Mark("%s", marker)
+	if !l.onlyKernel {
+		l.stderr.Printf("%s", marker)
+	}
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/ksu-project/ksu/pkg/kexec"
+	"github.com/ksu-project/ksu/pkg/phase"
+)
+
+// updateOptions are the flags of "ksu update".
+type updateOptions struct {
+	kernel     string
+	appendArgs string
+	base       string
+	modulesDir string
+	yes        bool
+}
+
+func updateFlags(fs *flag.FlagSet) func([]string) error {
+	var o updateOptions
+	fs.StringVar(&o.kernel, "kernel", "", "the new kernel's bzImage, e.g. /boot/vmlinuz-RELEASE (required)")
+	fs.StringVar(&o.appendArgs, "append", "", "parameters added to the new kernel's command line")
+	fs.StringVar(&o.base, "base", "/usr/lib/ksu/ksu-init.cpio", "the ksu-init base initramfs")
+	fs.StringVar(&o.modulesDir, "modules-dir", "/lib/modules",
+		"where the new kernel's modules are installed, one directory per release")
+	fs.BoolVar(&o.yes, "yes", false, "switch without asking; required when not on a terminal")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: ksu update --kernel VMLINUZ [--append ARGS] [--yes]
+
+Switch the running machine to the kernel VMLINUZ with kexec. The new
+kernel starts with ksu's initramfs, which loads the modules for the root
+disk and the network, mounts the root filesystem and starts the real
+init. Its command line is the running one's, less BOOT_IMAGE= and
+initrd=, plus ARGS, plus panic=10 unless a panic= is given.
+
+Until the kexec, a failure changes nothing: the loaded kernel is
+unloaded and the filesystems are thawed.
+
+Options:
+`)
+		fs.PrintDefaults()
+	}
+	return func(args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
+		}
+		if o.kernel == "" {
+			return fmt.Errorf("%w: --kernel is required", errUsage)
+		}
+		return update(o)
+	}
+}
+
+// update runs the switch. It returns only on failure.
+func update(o updateOptions) error {
+	log := newSwitchLog()
+	var tl phase.Timeline
+
+	tl.Begin(phase.Check)
+	img, err := checkUpdate(o)
+	if err != nil {
+		return err
+	}
+	log.Mark(tl.End().Marker())
+	if err := confirm(o, img.Release); err != nil {
+		return err
+	}
+	log.Printf("switching to kernel %s from %s", img.Release, o.kernel)
+
+	tl.Begin(phase.Load)
+	if err := loadKernel(o, img.Release); err != nil {
+		return err
+	}
+	log.Mark(tl.End().Marker())
+
+	return switchKernel(&tl, log)
+}
+
+// checkUpdate checks everything the switch needs before anything changes.
+func checkUpdate(o updateOptions) (kexec.Image, error) {
+	if os.Geteuid() != 0 {
+		return kexec.Image{}, errors.New("must run as root: loading a kernel needs CAP_SYS_BOOT")
+	}
+	img, err := kexec.ReadImage(o.kernel)
+	if err != nil {
+		return kexec.Image{}, err
+	}
+	modules := filepath.Join(o.modulesDir, img.Release)
+	if _, err := os.Stat(filepath.Join(modules, "modules.dep")); err != nil {
+		return kexec.Image{}, fmt.Errorf("modules of kernel %s: %w (install its package, or run depmod %s)",
+			img.Release, err, img.Release)
+	}
+	if _, err := os.Stat(o.base); err != nil {
+		return kexec.Image{}, fmt.Errorf("ksu-init base initramfs: %w", err)
+	}
+	return img, nil
+}
+
+// confirm asks the operator on a terminal, or requires --yes elsewhere.
+func confirm(o updateOptions, release string) error {
+	if o.yes {
+		return nil
+	}
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return fmt.Errorf("%w: not on a terminal: pass --yes to switch to %s", errUsage, release)
+	}
+	fmt.Printf("Switch this machine to kernel %s now? [y/N] ", release)
+	var answer string
+	fmt.Scanln(&answer)
+	if answer != "y" && answer != "Y" && answer != "yes" {
+		return errors.New("cancelled: nothing was changed")
+	}
+	return nil
+}
+
+// loadKernel assembles the initramfs and loads the new kernel with it.
+func loadKernel(o updateOptions, release string) error {
+	initrd, err := kexec.NewInitrd()
+	if err != nil {
+		return err
+	}
+	defer initrd.Close()
+
+	if err := appendFile(initrd, o.base); err != nil {
+		return err
+	}
+	if err := appendModules(initrd, filepath.Join(o.modulesDir, release), release); err != nil {
+		return err
+	}
+
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fmt.Errorf("read running kernel's command line: %w", err)
+	}
+	return kexec.Load(o.kernel, initrd, kexec.Cmdline(string(cmdline), o.appendArgs))
+}
+
+func appendFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(w, f); err != nil {
+		return fmt.Errorf("copy %s into the initramfs: %w", path, err)
+	}
+	return nil
+}
+
+// switchKernel freezes the filesystems and starts the loaded kernel. On
+// failure it thaws them and unloads the kernel, so nothing has changed.
+func switchKernel(tl *phase.Timeline, log *switchLog) error {
+	tl.Begin(phase.Sync)
+	mounts, err := writableBlockMounts()
+	if err != nil {
+		kexec.Unload()
+		return err
+	}
+	thaw, err := kexec.Freeze(mounts)
+	if err != nil {
+		kexec.Unload()
+		return err
+	}
+	// From here until the kexec, log only to the kernel log: a write to
+	// a file on a frozen filesystem would block forever.
+	log.onlyKernel = true
+	log.Mark(tl.End().Marker())
+	log.Printf("kexec at %s", time.Now().UTC().Format(time.RFC3339Nano))
+
+	err = kexec.Exec()
+
+	thaw()
+	kexec.Unload()
+	log.onlyKernel = false
+	return err
+}
