@@ -1,0 +1,163 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ksu-project/ksu/pkg/phase"
+	"github.com/ksu-project/ksu/qemu"
+)
+
+// Boot starts a guest on release rel and waits until its agent answers.
+// The caller closes the guest.
+func Boot(ctx context.Context, im Images, rel, workDir string) (*qemu.Guest, time.Duration, error) {
+	g, err := qemu.Start(ctx, im.GuestConfig(rel, workDir))
+	if err != nil {
+		return nil, 0, err
+	}
+	info, err := g.WaitAgent(ctx)
+	if err != nil {
+		g.Close()
+		return nil, 0, fmt.Errorf("boot %s: %w", rel, err)
+	}
+	if info.Release != rel {
+		g.Close()
+		return nil, 0, fmt.Errorf("boot %s: guest runs %s", rel, info.Release)
+	}
+	return g, time.Since(g.StartedAt()), nil
+}
+
+// Switch is what one kernel switch took, as the host saw it.
+type Switch struct {
+	From, To string
+	// Phases are the durations that ksu and ksu-init reported in their
+	// KSU-PHASE markers, in the order they were printed.
+	Phases []phase.Span
+	// KexecToInit runs from ksu's last line before the kexec to the
+	// first line of ksu-init on the new kernel.
+	KexecToInit time.Duration
+	// InitToHandoff runs from ksu-init's first line to its handoff
+	// marker, just before it executes the real init.
+	InitToHandoff time.Duration
+	// HandoffToAgent runs from the handoff to the first answer of the
+	// guest agent that the real init started.
+	HandoffToAgent time.Duration
+	// Total runs from starting ksu update to the agent's first answer
+	// on the new kernel.
+	Total time.Duration
+}
+
+var (
+	markerRE   = regexp.MustCompile(`KSU-PHASE (\w+) done ms=(\d+)`)
+	kexecRE    = regexp.MustCompile(`ksu: kexec at `)
+	ksuInitRE  = regexp.MustCompile(`ksu-init: `)
+	handoffRE  = regexp.MustCompile(`KSU-PHASE handoff done`)
+	spawnWait  = 3 * time.Minute
+	rebootWait = 5 * time.Minute
+)
+
+// UpdateKernel runs "ksu update" in the guest to switch it to release to,
+// with extra arguments args, and waits until the guest agent answers on
+// the new kernel.
+func UpdateKernel(ctx context.Context, g *qemu.Guest, to string, args ...string) (Switch, error) {
+	from, err := Uname(ctx, g)
+	if err != nil {
+		return Switch{}, err
+	}
+	s := Switch{From: from}
+	start := g.Mark()
+	startedAt := time.Now()
+
+	argv := append([]string{"/usr/sbin/ksu", "update", "--kernel", "/boot/vmlinuz-" + to, "--yes"}, args...)
+	proc, err := g.Spawn(ctx, argv...)
+	if err != nil {
+		return s, fmt.Errorf("start ksu update: %w", err)
+	}
+
+	kexecLine, err := waitLine(ctx, g, start, kexecRE, spawnWait)
+	if err != nil {
+		return s, fmt.Errorf("wait for ksu to kexec (its log %s: %q): %w", proc.Log, spawnLog(g, proc), err)
+	}
+	initLine, err := waitLine(ctx, g, kexecLine.Next(), ksuInitRE, rebootWait)
+	if err != nil {
+		return s, fmt.Errorf("wait for ksu-init on %s: %w", to, err)
+	}
+	handoff, err := waitLine(ctx, g, initLine.Next(), handoffRE, rebootWait)
+	if err != nil {
+		return s, fmt.Errorf("wait for ksu-init's handoff on %s: %w", to, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, rebootWait)
+	defer cancel()
+	info, err := g.WaitAgent(wctx)
+	if err != nil {
+		return s, fmt.Errorf("wait for the guest agent on %s: %w", to, err)
+	}
+
+	s.To = info.Release
+	s.Total = time.Since(startedAt)
+	s.KexecToInit = initLine.At.Sub(kexecLine.At)
+	s.InitToHandoff = handoff.At.Sub(initLine.At)
+	s.HandoffToAgent = time.Since(handoff.At)
+	s.Phases = phasesFrom(g.Console(start))
+	return s, nil
+}
+
+func waitLine(ctx context.Context, g *qemu.Guest, from qemu.Cursor, re *regexp.Regexp, d time.Duration) (qemu.Line, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return g.WaitConsoleFrom(ctx, from, re)
+}
+
+// spawnLog returns the output of a spawned command, or why it could not
+// be read, for error messages.
+func spawnLog(g *qemu.Guest, p qemu.Process) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := g.Output(ctx, "tail", "-c", "2000", p.Log)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// phasesFrom collects the KSU-PHASE markers of console lines.
+func phasesFrom(lines []qemu.Line) []phase.Span {
+	var spans []phase.Span
+	for _, l := range lines {
+		m := markerRE.FindStringSubmatch(l.Text)
+		if m == nil {
+			continue
+		}
+		ms, _ := strconv.Atoi(m[2])
+		spans = append(spans, phase.Span{Phase: phase.Name(m[1]), Duration: time.Duration(ms) * time.Millisecond})
+	}
+	return spans
+}
+
+// Uname returns the guest's kernel release.
+func Uname(ctx context.Context, g *qemu.Guest) (string, error) {
+	out, err := g.Output(ctx, "uname", "-r")
+	if err != nil {
+		return "", fmt.Errorf("uname -r in the guest: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Report formats a switch as a table of the times the host measured and
+// the phase times the guest reported.
+func (s Switch) Report() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "kernel switch %s -> %s\n", s.From, s.To)
+	for _, p := range s.Phases {
+		fmt.Fprintf(&b, "  %-26s %8s\n", "phase "+string(p.Phase), p.Duration.Round(time.Millisecond))
+	}
+	fmt.Fprintf(&b, "  %-26s %8s\n", "kexec until ksu-init", s.KexecToInit.Round(time.Millisecond))
+	fmt.Fprintf(&b, "  %-26s %8s\n", "ksu-init until real init", s.InitToHandoff.Round(time.Millisecond))
+	fmt.Fprintf(&b, "  %-26s %8s\n", "real init until agent", s.HandoffToAgent.Round(time.Millisecond))
+	fmt.Fprintf(&b, "  %-26s %8s\n", "total", s.Total.Round(time.Millisecond))
+	return b.String()
+}
