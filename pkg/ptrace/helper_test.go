@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 func runHelper(name string) int {
 	helpers := map[string]func() error{
 		"compute": helperCompute,
+		"pselect": helperPselect,
 		"read":    helperRead,
 		"spin":    helperSpin,
 		"tracer":  helperTracer,
@@ -96,6 +97,35 @@ func helperRead() error {
 		return fmt.Errorf("read stdin: %w", err)
 	}
 	fmt.Printf("READ %q\n", buf[:n])
+	return nil
+}
+
+// sigbit returns the mask bit of signal sig.
+func sigbit(sig unix.Signal) uint64 { return 1 << (sig - 1) }
+
+// helperPselect blocks SIGUSR2, prints its thread id, then waits in pselect6
+// with a temporary mask that blocks SIGWINCH instead, until SIGUSR1
+// interrupts it. It prints the mask it has afterwards.
+func helperPselect() error {
+	runtime.LockOSThread()
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, unix.SIGUSR1)
+	real := unix.Sigset_t{Val: [16]uint64{sigbit(unix.SIGUSR2)}}
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &real, nil); err != nil {
+		return err
+	}
+	fmt.Printf("READY %d\n", unix.Gettid())
+	temp := unix.Sigset_t{Val: [16]uint64{sigbit(unix.SIGWINCH)}}
+	// N.B. pselect6, not ppoll: x/sys/unix v0.50.0 passes ppoll a
+	// sigset size of 0, which the kernel rejects.
+	if _, err := unix.Pselect(0, nil, nil, nil, nil, &temp); err != unix.EINTR {
+		return fmt.Errorf("pselect6 = %v, want EINTR", err)
+	}
+	var mask unix.Sigset_t
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, nil, &mask); err != nil {
+		return err
+	}
+	fmt.Printf("MASK %#x\n", mask.Val[0])
 	return nil
 }
 

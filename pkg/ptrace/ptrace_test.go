@@ -450,6 +450,100 @@ func waitInSyscall(t *testing.T, tid int, nr int) {
 	}
 }
 
+func TestIntegrationSigmaskInPselect(t *testing.T) {
+	needCap(t, unix.CAP_SYS_PTRACE)
+	h, tid := readyTid(t, "pselect")
+	tr := newTracer(t)
+	if err := tr.Seize(tid, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitInSyscall(t, tid, unix.SYS_PSELECT6)
+	if _, err := tr.Interrupt(tid); err != nil {
+		t.Fatal(err)
+	}
+	regs, err := tr.GetRegs(tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := regs.Restart(); got != RestartNoHand {
+		t.Errorf("Restart() in pselect6 = %v, want %v", got, RestartNoHand)
+	}
+	usr2, winch := sigbit(unix.SIGUSR2), sigbit(unix.SIGWINCH)
+	// The kernel reports the thread's own mask, not pselect6's
+	// temporary one, before and after an injected call.
+	for _, when := range []string{"before", "after"} {
+		if mask, err := tr.GetSigmask(tid); err != nil || mask&(usr2|winch) != usr2 {
+			t.Errorf("GetSigmask(%d) %s a call = %#x, %v, want SIGUSR2 without SIGWINCH", tid, when, mask, err)
+		}
+		if _, err := tr.Syscall(tid, unix.SYS_GETPID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.Detach(tid); err != nil {
+		t.Fatal(err)
+	}
+	// The restarted pselect6 must still wait, and restore the thread's own
+	// mask when SIGUSR1 ends it.
+	waitInSyscall(t, tid, unix.SYS_PSELECT6)
+	if err := unix.Tgkill(h.cmd.Process.Pid, tid, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	mask, err := strconv.ParseUint(h.expect(t, "MASK ", 10*time.Second), 0, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mask&(usr2|winch) != usr2 {
+		t.Errorf("helper mask after pselect6 = %#x, want SIGUSR2 blocked and SIGWINCH not", mask)
+	}
+	h.wait(t)
+}
+
+func TestIntegrationRseqConfiguration(t *testing.T) {
+	needCap(t, unix.CAP_SYS_PTRACE)
+	h, tid := readyTid(t, "compute")
+	tr := newTracer(t)
+	if err := tr.Seize(tid, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Interrupt(tid); err != nil {
+		t.Fatal(err)
+	}
+	if conf, err := tr.GetRseqConfiguration(tid); err != nil || conf.AbiPointer != 0 {
+		t.Fatalf("GetRseqConfiguration(%d) = %+v, %v, want none registered by the Go helper", tid, conf, err)
+	}
+	area, err := tr.Syscall(tid, unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rseqLen, rseqSig, rseqUnregister = 32, 0x53053053, 1
+	if _, err := tr.Syscall(tid, unix.SYS_RSEQ, area, rseqLen, 0, rseqSig); err != nil {
+		t.Fatalf("Syscall(%d, rseq register) = %v", tid, err)
+	}
+	want := RseqConfiguration{AbiPointer: uint64(area), AbiSize: rseqLen, Signature: rseqSig}
+	conf, err := tr.GetRseqConfiguration(tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, conf); diff != "" {
+		t.Errorf("GetRseqConfiguration(%d) mismatch (-want +got):\n%s", tid, diff)
+	}
+	if _, err := tr.Syscall(tid, unix.SYS_RSEQ, area, rseqLen, rseqUnregister, rseqSig); err != nil {
+		t.Fatalf("Syscall(%d, rseq unregister) = %v", tid, err)
+	}
+	if _, err := tr.Syscall(tid, unix.SYS_MUNMAP, area, 4096); err != nil {
+		t.Fatal(err)
+	}
+	info, err := tr.GetSyscallInfo(tid)
+	if err != nil || info.Op != unix.PTRACE_SYSCALL_INFO_NONE {
+		t.Errorf("GetSyscallInfo(%d) at an interrupt-stop = op %d, %v, want PTRACE_SYSCALL_INFO_NONE", tid, info.Op, err)
+	}
+	if err := tr.Detach(tid); err != nil {
+		t.Fatal(err)
+	}
+	checkComputeResult(t, h, 0)
+}
+
 func TestIntegrationTracerDies(t *testing.T) {
 	needCap(t, unix.CAP_SYS_PTRACE)
 	tracee, _ := readyTid(t, "compute")

@@ -71,15 +71,10 @@ func (t *Tracer) SetXState(tid int, xstate []byte) error {
 }
 
 // GetSigmask returns the blocked signal mask of stopped thread tid, bit
-// n-1 standing for signal n.
-//
-// N.B. While a thread waits in ppoll, pselect6, epoll_pwait,
-// epoll_pwait2, io_pgetevents or rt_sigsuspend, the kernel holds the
-// thread's own mask aside and this returns the call's temporary mask.
-// The kernel puts the thread's mask back as soon as the thread leaves
-// the stop, so read the mask after at least one Syscall into that
-// thread: by then it is the mask the interrupted call, restarted, will
-// save and restore.
+// n-1 standing for signal n. While the thread waits in a call that
+// installs a temporary mask (ppoll, pselect6, epoll_pwait,
+// rt_sigsuspend), the kernel returns the thread's own mask, which it
+// has set aside to restore when the call returns.
 func (t *Tracer) GetSigmask(tid int) (uint64, error) {
 	var mask uint64
 	err := t.do(func() error {
@@ -96,7 +91,10 @@ func (t *Tracer) GetSigmask(tid int) (uint64, error) {
 }
 
 // SetSigmask sets the blocked signal mask of stopped thread tid. The
-// kernel keeps SIGKILL and SIGSTOP unblocked whatever mask says.
+// kernel keeps SIGKILL and SIGSTOP unblocked whatever mask says. In a
+// thread waiting with a temporary mask, it replaces the thread's own
+// mask and drops the temporary one, which the call installs again when
+// it restarts.
 func (t *Tracer) SetSigmask(tid int, mask uint64) error {
 	return t.do(func() error {
 		if _, err := t.stopped(tid); err != nil {

@@ -89,7 +89,9 @@ func PtraceSetRegSet(tid int, note int, buf []byte) error {
 }
 
 // PtraceGetSigmask returns the blocked signal mask of thread tid, bit
-// n-1 standing for signal n.
+// n-1 standing for signal n. For a thread inside ppoll, pselect6 or
+// another call with a temporary mask, the kernel returns the mask it
+// restores when the call returns.
 func PtraceGetSigmask(tid int) (uint64, error) {
 	var mask uint64
 	_, errno := ptrace(unix.PTRACE_GETSIGMASK, tid, unsafe.Sizeof(mask), uintptr(unsafe.Pointer(&mask)))
@@ -101,8 +103,8 @@ func PtraceGetSigmask(tid int) (uint64, error) {
 }
 
 // PtraceSetSigmask sets the blocked signal mask of thread tid. The kernel
-// silently keeps SIGKILL and SIGSTOP unblocked, and forgets a mask that a
-// call like ppoll or rt_sigsuspend had set aside to restore on return.
+// silently keeps SIGKILL and SIGSTOP unblocked, and drops the temporary
+// mask of a call like ppoll or rt_sigsuspend.
 func PtraceSetSigmask(tid int, mask uint64) error {
 	_, errno := ptrace(unix.PTRACE_SETSIGMASK, tid, unsafe.Sizeof(mask), uintptr(unsafe.Pointer(&mask)))
 	runtime.KeepAlive(&mask)
