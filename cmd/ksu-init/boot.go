@@ -1,0 +1,222 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ksu-project/ksu/pkg/initramfs"
+	"github.com/ksu-project/ksu/pkg/klog"
+	"github.com/ksu-project/ksu/pkg/kmod"
+	"github.com/ksu-project/ksu/pkg/phase"
+	"golang.org/x/sys/unix"
+)
+
+// Stage names. Those that are phases of an update use the names of
+// pkg/phase, so the report and the logs agree.
+const (
+	stageMount   phase.Name = "mount" // early filesystems, not the root
+	stageModules            = phase.Modules
+	stageRoot    phase.Name = "root"
+	stageRestore            = phase.Restore
+	stageHandoff            = phase.Handoff
+)
+
+// boot is the state of one ksu-init run.
+type boot struct {
+	log      *klog.Kmsg
+	cfg      bootConfig
+	sup      *supervisor
+	timeline phase.Timeline
+	init     string // the init found in the new root, set by handoff
+}
+
+// stage is one step of the boot; a returned error is fatal.
+type stage struct {
+	name phase.Name
+	run  func(*boot) error
+}
+
+func newBoot(log *klog.Kmsg) *boot {
+	cfg, _ := parseCmdline("") // defaults, until /proc/cmdline is readable
+	return &boot{log: log, cfg: cfg}
+}
+
+func (b *boot) stages() []stage {
+	return []stage{
+		{stageMount, (*boot).mountEarly},
+		{stageModules, (*boot).loadModules},
+		{stageRoot, (*boot).mountRoot},
+		{stageRestore, (*boot).restore},
+		{stageHandoff, (*boot).handoff},
+	}
+}
+
+// run boots: it runs every stage, then execs the real init. It never
+// returns; a fatal error or a panic ends in b.fail.
+func (b *boot) run() {
+	defer b.recoverPanic()
+	b.log.Printf("started as PID 1, %v after kernel start", sinceKernelStart().Round(time.Millisecond))
+	b.sup = newSupervisor(b.log)
+	for _, st := range b.stages() {
+		if err := b.runStage(st); err != nil {
+			b.fail(string(st.name), err)
+		}
+	}
+	b.log.Printf("stages: %s", b.timeline.Summary())
+	b.fail(string(stageHandoff), execInit(b.init))
+}
+
+// runStage runs one stage between a start and an end log line, and prints
+// the KSU-STAGE marker that tests wait for.
+func (b *boot) runStage(st stage) error {
+	b.log.Printf("stage %s started", st.name)
+	b.timeline.Begin(st.name)
+	err := st.run(b)
+	span := b.timeline.End()
+	ms := span.Duration.Milliseconds()
+	if err != nil {
+		b.log.Printf("stage %s failed after %v", st.name, span.Duration.Round(time.Microsecond))
+		b.log.Mark("KSU-STAGE %s failed ms=%d", st.name, ms)
+		return err
+	}
+	b.log.Printf("stage %s done in %v", st.name, span.Duration.Round(time.Microsecond))
+	b.log.Mark("KSU-STAGE %s done ms=%d", st.name, ms)
+	return nil
+}
+
+// mountEarly runs the early setup steps, opens the kernel log and reads
+// the kernel command line.
+func (b *boot) mountEarly() error {
+	for _, s := range earlySteps {
+		b.log.Printf("%v", s)
+		if err := s.apply(); err != nil {
+			return err
+		}
+	}
+	if err := b.log.OpenKernelLog(); err != nil {
+		b.log.Printf("logging to the console only: %v", err)
+	}
+	data, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fmt.Errorf("read kernel command line: %w", err)
+	}
+	cmdline := strings.TrimSpace(string(data))
+	var warnings []string
+	b.cfg, warnings = parseCmdline(cmdline)
+	b.log.Printf("kernel command line: %s", cmdline)
+	for _, w := range warnings {
+		b.log.Logf(klog.LevelWarning, "%s", w)
+	}
+	return nil
+}
+
+// loadModules loads the modules of the running kernel's load list. No
+// list, or modules that fail, only get logged: the root may need none.
+func (b *boot) loadModules() error {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return fmt.Errorf("uname: %w", err)
+	}
+	release := unix.ByteSliceToString(uts.Release[:])
+	dir := filepath.Join("/lib/modules", release)
+	sum, err := kmod.Loader{Log: b.log}.LoadAll(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		b.log.Printf("no %s for kernel %s (releases in /lib/modules: %s); loading no modules",
+			kmod.LoadListName, release, listDir("/lib/modules"))
+		return nil
+	}
+	if err != nil {
+		b.log.Logf(klog.LevelErr, "loading no modules: %v", err)
+		return nil
+	}
+	b.log.Printf("modules for %s: %d loaded, %d already present, %d failed %v",
+		release, sum.Loaded, sum.Present, len(sum.Failed), sum.Failed)
+	return nil
+}
+
+// listDir returns the names in dir, or "none".
+func listDir(dir string) string {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		return "none"
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return strings.Join(names, ", ")
+}
+
+// mountRoot finds the root device and mounts it on initramfs.NewRootDir.
+func (b *boot) mountRoot() error {
+	spec, err := parseRootSpec(b.cfg.root)
+	if err != nil {
+		return err
+	}
+	f := deviceFinder{sysRoot: "/sys", devRoot: "/dev"}
+	dev, err := waitForRoot(b.log, f, spec, b.cfg.rootWait)
+	if err != nil {
+		return err
+	}
+	info, _ := f.probe(strings.TrimPrefix(dev, "/dev/"))
+	var flags uintptr
+	if b.cfg.readOnly {
+		flags |= unix.MS_RDONLY
+	}
+	types := fsTypeCandidates(b.cfg.rootFSType, info.fsType)
+	fsType, err := mountRootFS(dev, initramfs.NewRootDir, types, flags, b.cfg.rootFlags)
+	if err != nil {
+		return err
+	}
+	mode := "rw"
+	if b.cfg.readOnly {
+		mode = "ro"
+	}
+	b.log.Printf("mounted root %s (%s, UUID=%s, LABEL=%q) on %s %s", dev, fsType, info.uuid, info.label, initramfs.NewRootDir, mode)
+	return nil
+}
+
+// restore is where the processes of a snapshot will be recreated, between
+// mounting the root (their files live there) and handing off.
+//
+// Limitation: restoring is not implemented in this build. A snapshot in
+// the initramfs is reported and ignored, so the machine boots without the
+// preserved processes. Running pkg/restore in a child started with
+// b.sup.start(..., true) and waiting for its status lifts this.
+func (b *boot) restore() error {
+	entries, err := os.ReadDir(initramfs.SnapshotDir)
+	switch {
+	case errors.Is(err, os.ErrNotExist) || err == nil && len(entries) == 0:
+		b.log.Printf("no snapshot in %s: plain boot", initramfs.SnapshotDir)
+	case err != nil:
+		b.log.Logf(klog.LevelErr, "cannot read the snapshot, booting without restore: %v", err)
+	default:
+		b.log.Logf(klog.LevelWarning, "snapshot found in %s (%d entries), but restore is not implemented in this build; booting without it",
+			initramfs.SnapshotDir, len(entries))
+	}
+	return nil
+}
+
+// handoff finds the real init in the new root, while the initramfs is
+// still there to fall back on, then switches root. run execs init after
+// the stage's marker.
+func (b *boot) handoff() error {
+	candidates := initCandidates
+	if b.cfg.init != "" {
+		candidates = []string{b.cfg.init}
+	}
+	init, err := findInit(initramfs.NewRootDir, candidates)
+	if err != nil {
+		return err
+	}
+	b.init = init
+	if err := switchRoot(b.log, initramfs.NewRootDir); err != nil {
+		return err
+	}
+	b.log.Printf("handing off to %s, %v after kernel start", init, sinceKernelStart().Round(time.Millisecond))
+	return nil
+}

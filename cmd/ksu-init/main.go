@@ -1,0 +1,92 @@
+// Command ksu-init is PID 1 of the initramfs that ksu update boots the new
+// kernel with, and of a guest's first boot, where there is no snapshot.
+//
+// It runs these stages, each logged to the kernel log and the console with
+// its duration, and each ending with a console line
+// "KSU-STAGE <name> done ms=<n>":
+//
+//	mount    devtmpfs on /dev, proc, sysfs, tmpfs on /run; open the kernel log
+//	modules  load /lib/modules/$(uname -r)/ksu-modules.load with finit_module
+//	root     find root= (waiting up to ksu.rootwait= seconds) and mount it
+//	restore  the hook for recreating the processes of a snapshot
+//	handoff  move /dev, /proc, /sys, /run into the root, switch_root, exec init
+//
+// Kernel command line parameters: root=, rootfstype=, rootflags=, ro, rw
+// and init= as the kernel defines them; ksu.rootwait=SECONDS (default 30);
+// ksu.onfail=reboot|poweroff|halt, what to do after a fatal error (default
+// reboot); ksu.debug for more detail.
+//
+// The snapshot, if any, is a directory in the initramfs,
+// initramfs.SnapshotDir (/ksu/snapshot).
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"time"
+
+	"github.com/ksu-project/ksu/pkg/klog"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "ksu-init: refusing to run: it must be PID 1, the init of an initramfs")
+		os.Exit(2)
+	}
+	ignoreTerminalSignals()
+	b := newBoot(klog.NewKmsg("ksu-init", os.Stdout))
+	b.run()
+}
+
+// ignoreTerminalSignals keeps signals from ending PID 1. The kernel does
+// not deliver a signal to init that init leaves at its default action, but
+// the Go runtime installs handlers, and for SIGTERM, SIGINT (sent by
+// Ctrl-Alt-Del when it is disabled) and the like the runtime's handler
+// exits, which panics the kernel.
+func ignoreTerminalSignals() {
+	signal.Ignore(unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
+		unix.SIGPIPE, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU)
+}
+
+// sinceKernelStart returns CLOCK_BOOTTIME, the time since this kernel
+// started (a kexec restarts it), or 0 if it cannot be read.
+func sinceKernelStart() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// fail handles a fatal error: it logs it to the kernel log and the
+// console, then reboots, powers off or halts as ksu.onfail= says. It never
+// returns, because PID 1 must not exit.
+func (b *boot) fail(where string, err error) {
+	b.log.Logf(klog.LevelCrit, "fatal error in %s: %v", where, err)
+	b.log.Mark("KSU-FATAL %s: %v", where, err)
+	cmd := map[failAction]int{
+		failReboot:   unix.LINUX_REBOOT_CMD_RESTART,
+		failPoweroff: unix.LINUX_REBOOT_CMD_POWER_OFF,
+		failHalt:     unix.LINUX_REBOOT_CMD_HALT,
+	}[b.cfg.onFail]
+	b.log.Logf(klog.LevelCrit, "ksu.onfail=%s: syncing and doing it now", b.cfg.onFail)
+	unix.Sync()
+	rerr := unix.Reboot(cmd)
+	b.log.Logf(klog.LevelCrit, "reboot(%s) failed: %v; staying here", b.cfg.onFail, rerr)
+	// N.B. An endless wait, not a bounded loop: PID 1 has nowhere to go,
+	// and exiting would panic the kernel.
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// recoverPanic turns a panic in the boot goroutine into a fatal error, so
+// that the fallback of ksu.onfail= still runs.
+func (b *boot) recoverPanic() {
+	if r := recover(); r != nil {
+		b.fail("ksu-init", fmt.Errorf("panic: %v\n%s", r, debug.Stack()))
+	}
+}

@@ -1,0 +1,91 @@
+// Command fakeinit stands in for the real init in ksu-init's QEMU tests.
+// It checks what ksu-init's handoff promises (PID 1, /dev, /proc, /sys and
+// /run moved into the new root, the root mounted read-write, the kernel's
+// arguments and environment passed on), prints FAKEINIT PASS or
+// FAKEINIT FAIL with the reasons, and powers the guest off.
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	fmt.Printf("FAKEINIT started pid=%d args=%q env=%q\n", os.Getpid(), os.Args, os.Environ())
+	var problems []string
+	for _, check := range checks {
+		if err := check(); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) == 0 {
+		fmt.Println("FAKEINIT PASS")
+	} else {
+		fmt.Printf("FAKEINIT FAIL: %s\n", strings.Join(problems, "; "))
+	}
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+		fmt.Printf("FAKEINIT poweroff failed: %v\n", err)
+	}
+	select {}
+}
+
+var checks = []func() error{
+	checkPID1,
+	checkMounts,
+	checkWritableRoot,
+	checkArgs,
+}
+
+func checkPID1() error {
+	if pid := os.Getpid(); pid != 1 {
+		return fmt.Errorf("pid is %d, want 1", pid)
+	}
+	return nil
+}
+
+// checkMounts reads /proc/self/mounts (so /proc must be there) and checks
+// the mount points ksu-init moves.
+func checkMounts() error {
+	data, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return fmt.Errorf("read mounts: %v", err)
+	}
+	fmt.Printf("FAKEINIT mounts:\n%s", data)
+	want := map[string]string{"/": "ext4", "/dev": "devtmpfs", "/proc": "proc", "/sys": "sysfs", "/run": "tmpfs"}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && want[f[1]] == f[2] {
+			delete(want, f[1])
+		}
+	}
+	if len(want) > 0 {
+		return fmt.Errorf("mounts missing: %v", want)
+	}
+	if _, err := os.Stat("/dev/null"); err != nil {
+		return fmt.Errorf("no /dev/null: %v", err)
+	}
+	return nil
+}
+
+func checkWritableRoot() error {
+	if err := os.WriteFile("/fakeinit-was-here", []byte("ok\n"), 0o644); err != nil {
+		return fmt.Errorf("root is not writable: %v", err)
+	}
+	return nil
+}
+
+// checkArgs checks the argument the test puts after "--" on the kernel
+// command line, which the kernel gives to ksu-init and ksu-init must pass
+// on.
+func checkArgs() error {
+	for _, a := range os.Args[1:] {
+		if a == "fakeinit-arg" {
+			return nil
+		}
+	}
+	return fmt.Errorf("args %q lack fakeinit-arg from after -- on the command line", os.Args)
+}
