@@ -23,8 +23,8 @@ const (
 const AccelEnv = "KSU_ACCEL"
 
 // kvmProbeTimeout bounds the KVM probe. A kernel under working KVM reaches
-// its root mount in about a second; on a host whose KVM cannot run it, the
-// guest hangs instead of failing, so only a timeout tells.
+// its root mount in about a second. On a host whose KVM cannot run it, the
+// guest hangs instead of failing, so only a timeout detects the problem.
 const kvmProbeTimeout = 8 * time.Second
 
 // kvmProbeDone matches console lines that a kernel prints only after it
@@ -42,7 +42,7 @@ var probe struct {
 
 // chooseAccel returns the accelerator for guests of this process and why it
 // was chosen. KVM is used only if a probe boot of kernel under KVM gets far
-// enough; the result is cached for the life of the process.
+// enough. The result is cached for the life of the process.
 func chooseAccel(ctx context.Context, binary, kernel string) (accel, reason string, err error) {
 	switch env := os.Getenv(AccelEnv); env {
 	case AccelKVM, AccelTCG:

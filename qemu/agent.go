@@ -12,8 +12,8 @@ import (
 )
 
 const (
-	// pingTimeout bounds one ping of WaitAgent. An agent that runs answers
-	// in milliseconds, even under emulation.
+	// pingTimeout bounds one ping of WaitAgent. A running agent responds
+	// within milliseconds, even under emulation.
 	pingTimeout = 2 * time.Second
 	// defaultAgentWait bounds WaitAgent when ctx has no deadline.
 	defaultAgentWait = 5 * time.Minute
@@ -23,7 +23,7 @@ const (
 // killed because it ran past its timeout.
 var ErrCommandTimeout = agent.ErrTimeout
 
-// AgentInfo describes the agent process that answered.
+// AgentInfo describes the agent process that responded to a ping.
 type AgentInfo struct {
 	// Session is a random id the agent picked at start; it changes when a
 	// new agent takes over, after a restart or a kexec.
@@ -71,10 +71,10 @@ type Process struct {
 	Log string
 }
 
-// WaitAgent pings the guest agent until it answers and returns its
-// description. It works across a kexec of the guest: the new agent
-// answers once it has started. Without a deadline on ctx it gives up after
-// five minutes; it fails at once if QEMU exits.
+// WaitAgent pings the guest agent until it responds and returns its
+// description. It works across a kexec of the guest, because the new agent
+// responds once it has started. Without a deadline on ctx it gives up after
+// five minutes. It fails at once if QEMU exits.
 func (g *Guest) WaitAgent(ctx context.Context) (AgentInfo, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -174,8 +174,8 @@ func (g *Guest) SpawnCmd(ctx context.Context, cmd Cmd) (Process, error) {
 	return Process{PID: resp.PID, Log: resp.Log}, nil
 }
 
-// agentError prefixes err with op and, when the agent connection closed
-// because QEMU exited, says so and quotes the console.
+// agentError prefixes err with op. When the agent connection closed because
+// QEMU exited, it adds the exit status and the last console lines.
 func (g *Guest) agentError(op string, err error) error {
 	if errors.Is(err, agent.ErrClosed) {
 		return fmt.Errorf("%s: %w%s", op, g.exitError(), g.consoleTail())

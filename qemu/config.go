@@ -26,7 +26,7 @@ type Config struct {
 	Kernel string
 	// Initrd is the initramfs (-initrd); empty boots without one.
 	Initrd string
-	// Disk is a raw disk image that the guest sees as /dev/vda. The guest
+	// Disk is a raw disk image that appears as /dev/vda in the guest. The guest
 	// writes to a qcow2 overlay in WorkDir, so the image never changes and
 	// several guests can share it. Empty means no disk.
 	Disk string
@@ -182,9 +182,10 @@ func netArgs(forwards []Forward) []string {
 	return []string{"-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"}
 }
 
-// socketDir returns where the guest's unix sockets go. A unix socket path
-// must fit in 108 bytes, which a deep t.TempDir() can exceed; then the
-// sockets go to a new directory under os.TempDir(), and own is true.
+// socketDir returns the directory for the guest's unix sockets. A unix
+// socket path must fit in 108 bytes, and a deep t.TempDir() can exceed that.
+// Then the sockets go to a new directory under os.TempDir(), and own is
+// true.
 func socketDir(workDir string) (dir string, own bool, err error) {
 	const longest = len("/agent.sock")
 	if abs, err := filepath.Abs(workDir); err == nil && len(abs)+longest < 100 {

@@ -27,7 +27,7 @@ func (l Line) Next() Cursor {
 }
 
 // Cursor is a position in the console output, counted in lines. A wait
-// from a cursor sees only the lines that arrive at or after it.
+// from a cursor matches only the lines at or after it.
 type Cursor int
 
 const (
@@ -158,7 +158,7 @@ func (c *console) tail(n int) []string {
 }
 
 // Mark returns the cursor after the last console line received, so that a
-// later WaitConsoleFrom sees only what the guest prints from now on.
+// later WaitConsoleFrom matches only what the guest prints from now on.
 func (g *Guest) Mark() Cursor {
 	return g.console.mark()
 }
@@ -169,8 +169,9 @@ func (g *Guest) WaitConsole(ctx context.Context, re *regexp.Regexp) (Line, error
 }
 
 // WaitConsoleFrom waits for the first console line at or after from that
-// matches re. It fails when ctx is done or QEMU exits first; the error says
-// which, wraps ctx.Err() or ErrExited, and quotes the last console lines.
+// matches re. It fails when ctx is done or QEMU exits first. The error
+// wraps ctx.Err() or ErrExited accordingly and quotes the last console
+// lines.
 func (g *Guest) WaitConsoleFrom(ctx context.Context, from Cursor, re *regexp.Regexp) (Line, error) {
 	line, err := g.console.waitFrom(ctx, from, re)
 	switch {

@@ -40,10 +40,13 @@
 //
 // # Files
 //
-// WorkDir receives console.log (every console line, prefixed with the
-// seconds since QEMU started), qemu.log (QEMU's own stderr), disk.qcow2
-// (the overlay that receives the guest's writes) and the agent and QMP
-// sockets, unless its path is too long for a unix socket.
+// WorkDir receives these files:
+//
+//	console.log  every console line, prefixed with the seconds since QEMU started
+//	qemu.log     QEMU's own stderr
+//	disk.qcow2   the overlay that receives the guest's writes
+//	agent.sock   the agent's port, unless the path is too long for a unix socket
+//	qmp.sock     the QEMU monitor, likewise
 //
 // # Lifetime
 //

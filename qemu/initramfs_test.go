@@ -34,14 +34,6 @@ var testBinaries struct {
 	err         error
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if testBinaries.dir != "" {
-		os.RemoveAll(testBinaries.dir)
-	}
-	os.Exit(code)
-}
-
 func buildTestBinaries(t *testing.T) (initPath, agentPath string) {
 	t.Helper()
 	b := &testBinaries

@@ -31,7 +31,7 @@ type Client struct {
 	pending map[uint64]chan Response
 	session string
 	done    chan struct{} // closed when the read loop ends
-	err     error         // why the read loop ended
+	err     error         // the read loop's final error
 }
 
 // NewClient returns a client on conn and starts reading responses. The
@@ -54,7 +54,7 @@ func (c *Client) Close() error {
 }
 
 // Ping sends one ping and returns the agent's Info. It waits until ctx is
-// done; an agent that is not running yet simply never answers.
+// done, because an agent that is not running yet sends no response.
 func (c *Client) Ping(ctx context.Context) (Info, error) {
 	resp, err := c.call(ctx, Request{Op: OpPing})
 	if err != nil {
@@ -197,8 +197,9 @@ func (c *Client) write(ctx context.Context, req Request) error {
 }
 
 // readLoop delivers responses to their waiting callers until the
-// connection fails. Malformed lines and responses nobody waits for (a
-// request that timed out, a previous agent's last words) are skipped.
+// connection fails. It skips malformed lines and responses without a waiting
+// caller, such as the response to a request that timed out or the last
+// message of a previous agent.
 func (c *Client) readLoop() {
 	lr := newLineReader(c.conn, MaxLine)
 	var err error

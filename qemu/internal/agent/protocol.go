@@ -78,7 +78,7 @@ type Request struct {
 type Response struct {
 	ID    uint64 `json:"id"`
 	Error *Error `json:"error,omitempty"`
-	// Info answers a ping, and a request rejected with CodeSession.
+	// Info is the response to a ping, and part of a CodeSession rejection.
 	Info *Info `json:"info,omitempty"`
 
 	// Fields of a "run" response.

@@ -123,8 +123,8 @@ func requestTimeout(ms int64) time.Duration {
 	return d
 }
 
-// cappedBuffer keeps the first max bytes written to it and counts the rest
-// as written, so the command never sees a write error.
+// cappedBuffer keeps the first max bytes written to it and reports the rest
+// as written, so the command gets no write error.
 type cappedBuffer struct {
 	buf       bytes.Buffer
 	max       int

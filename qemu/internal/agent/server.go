@@ -16,7 +16,7 @@ import (
 )
 
 // DefaultMaxRunning is the number of "run" and "spawn" requests a Server
-// handles at once unless told otherwise.
+// handles at once when NewServer gets no other limit.
 const DefaultMaxRunning = 32
 
 // Server serves agent requests. It runs each request in its own goroutine,
