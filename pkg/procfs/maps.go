@@ -127,16 +127,8 @@ func ParseMaps(r io.Reader) ([]Mapping, error) {
 // path may itself contain spaces, so the path is everything after the
 // padding.
 func parseMapsLine(line string) (Mapping, error) {
-	rest := line
 	var fields [5]string
-	for i := range fields {
-		rest = strings.TrimLeft(rest, " ")
-		end := strings.IndexByte(rest, ' ')
-		if end < 0 {
-			end = len(rest)
-		}
-		fields[i], rest = rest[:end], rest[end:]
-	}
+	rest := cutFields(line, fields[:])
 	m, err := parseMapsFields(fields)
 	if err != nil {
 		return Mapping{}, fmt.Errorf("invalid maps line %q: %w", line, err)
@@ -189,6 +181,22 @@ func parseDevice(s string, base int) (major, minor uint32, err error) {
 		return 0, 0, err
 	}
 	return uint32(ma), uint32(mi), nil
+}
+
+// cutFields stores the first len(fields) space-separated fields of line
+// in fields and returns the rest of the line after them, starting with
+// the space that ended the last field. Missing fields stay empty.
+func cutFields(line string, fields []string) string {
+	rest := line
+	for i := range fields {
+		rest = strings.TrimLeft(rest, " ")
+		end := strings.IndexByte(rest, ' ')
+		if end < 0 {
+			end = len(rest)
+		}
+		fields[i], rest = rest[:end], rest[end:]
+	}
+	return rest
 }
 
 // newScanner returns a line scanner that accepts lines up to 1 MiB,

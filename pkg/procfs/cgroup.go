@@ -1,0 +1,58 @@
+package procfs
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Cgroup is one line of /proc/PID/cgroup: the process's cgroup in one
+// hierarchy.
+type Cgroup struct {
+	// Hierarchy is the hierarchy id, 0 for the cgroup v2 hierarchy.
+	Hierarchy int
+	// Controllers are the v1 controllers bound to the hierarchy
+	// ("cpu", "name=systemd" and so on), none for v2.
+	Controllers []string
+	// Path is the cgroup relative to the hierarchy's root as the
+	// reader's cgroup namespace sees it.
+	Path string
+}
+
+// ReadCgroup reads /proc/PID/cgroup under root.
+func ReadCgroup(root string, pid int) ([]Cgroup, error) {
+	data, err := readFile(root, pid, "cgroup")
+	if err != nil {
+		return nil, err
+	}
+	cgroups, err := ParseCgroup(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("parse cgroup of process %d: %w", pid, err)
+	}
+	return cgroups, nil
+}
+
+// ParseCgroup parses the contents of a cgroup file,
+// "HIERARCHY:CONTROLLERS:PATH" per line. The path may contain ':'.
+func ParseCgroup(r io.Reader) ([]Cgroup, error) {
+	var cgroups []Cgroup
+	sc := newScanner(r)
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("invalid cgroup line %q: want HIERARCHY:CONTROLLERS:PATH", sc.Text())
+		}
+		id, err := strconv.Atoi(parts[0])
+		if err != nil {
+			return nil, fmt.Errorf("invalid cgroup line %q: %w", sc.Text(), err)
+		}
+		cg := Cgroup{Hierarchy: id, Path: parts[2]}
+		if parts[1] != "" {
+			cg.Controllers = strings.Split(parts[1], ",")
+		}
+		cgroups = append(cgroups, cg)
+	}
+	return cgroups, sc.Err()
+}
