@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -190,10 +191,21 @@ func (c *Client) write(ctx context.Context, req Request) error {
 	if err := c.conn.SetWriteDeadline(deadline); err != nil {
 		return fmt.Errorf("set write deadline: %w", err)
 	}
-	if err := writeMessage(c.conn, req); err != nil {
+	err := writeMessage(c.conn, req)
+	if isConnClosed(err) {
+		err = fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	if err != nil {
 		return fmt.Errorf("send agent request id=%d op=%s: %w", req.ID, req.Op, err)
 	}
 	return nil
+}
+
+// isConnClosed reports whether err from a write means that the peer or
+// this side closed the connection. The read loop may not have noticed yet.
+func isConnClosed(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed)
 }
 
 // readLoop delivers responses to their waiting callers until the
