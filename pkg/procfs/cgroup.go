@@ -16,8 +16,8 @@ type Cgroup struct {
 	// Controllers are the v1 controllers bound to the hierarchy
 	// ("cpu", "name=systemd" and so on), none for v2.
 	Controllers []string
-	// Path is the cgroup relative to the hierarchy's root as the
-	// reader's cgroup namespace sees it.
+	// Path is the cgroup relative to the hierarchy's root, as shown in
+	// the reader's cgroup namespace.
 	Path string
 }
 

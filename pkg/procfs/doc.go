@@ -10,7 +10,7 @@
 // for every thread even though ls does not list it. Every Parse function
 // takes the file's contents and touches nothing else.
 //
-// Values keep the kernel's units unless a field's comment says
+// Values keep the kernel's units unless a field's comment states
 // otherwise: addresses and sizes in bytes, times in clock ticks where
 // the file prints ticks.
 package procfs

@@ -30,7 +30,7 @@ type FDInfo struct {
 	Signalfd *SignalfdInfo
 	// Epoll lists the targets of an epoll instance, in the kernel's
 	// order. An instance without targets prints no line of its own, so
-	// only the descriptor's link (anon_inode:[eventpoll]) tells it.
+	// only the descriptor's link (anon_inode:[eventpoll]) identifies it.
 	Epoll []EpollTarget
 	Pidfd *PidfdInfo
 }

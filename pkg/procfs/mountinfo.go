@@ -14,7 +14,7 @@ type Mount struct {
 	Major, Minor uint32
 	// Root is the directory of the filesystem that is mounted.
 	Root string
-	// MountPoint is where it is mounted, relative to the reader's root.
+	// MountPoint is the mount point, relative to the reader's root.
 	MountPoint string
 	// Options are the per-mount options, such as "rw,relatime".
 	Options string

@@ -137,6 +137,7 @@ func parseTCPLine(line string) (TCPSocket, error) {
 	if len(f) < 10 {
 		return TCPSocket{}, fmt.Errorf("got %d fields, want at least 10", len(f))
 	}
+
 	var s TCPSocket
 	var err error
 	if s.Local, err = parseHexAddrPort(f[1]); err != nil {
@@ -150,6 +151,7 @@ func parseTCPLine(line string) (TCPSocket, error) {
 		return TCPSocket{}, err
 	}
 	s.State = uint8(state)
+
 	tx, rx, ok := strings.Cut(f[4], ":")
 	if !ok {
 		return TCPSocket{}, fmt.Errorf("queues %q have no ':'", f[4])

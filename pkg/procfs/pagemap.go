@@ -22,24 +22,24 @@ const (
 	pageSoftDirty = 1 << 55
 )
 
-// Present tells whether the page is in RAM.
+// Present reports whether the page is in RAM.
 func (e PageEntry) Present() bool { return e&pagePresent != 0 }
 
-// Swapped tells whether the page is in swap.
+// Swapped reports whether the page is in swap.
 func (e PageEntry) Swapped() bool { return e&pageSwapped != 0 }
 
-// FileOrShared tells whether the page is a file page or shared
+// FileOrShared reports whether the page is a file page or shared
 // anonymous memory, as opposed to private anonymous memory.
 func (e PageEntry) FileOrShared() bool { return e&pageFileOrShm != 0 }
 
-// Exclusive tells whether only this process maps the page.
+// Exclusive reports whether only this process maps the page.
 func (e PageEntry) Exclusive() bool { return e&pageExclusive != 0 }
 
-// SoftDirty tells whether the page was written since the soft-dirty bits
+// SoftDirty reports whether the page was written since the soft-dirty bits
 // were last cleared (echo 4 > /proc/PID/clear_refs).
 func (e PageEntry) SoftDirty() bool { return e&pageSoftDirty != 0 }
 
-// Untouched tells whether the page was never faulted in: neither in RAM
+// Untouched reports whether the page was never faulted in: neither in RAM
 // nor in swap. A private anonymous page that is untouched reads as
 // zeros, so a checkpoint need not save it.
 func (e PageEntry) Untouched() bool { return e&(pagePresent|pageSwapped) == 0 }

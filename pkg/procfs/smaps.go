@@ -24,7 +24,7 @@ type SmapsMapping struct {
 	VmFlags []string
 }
 
-// HasFlag tells whether the area's VmFlags include flag.
+// HasFlag reports whether the area's VmFlags include flag.
 func (m *SmapsMapping) HasFlag(flag string) bool {
 	return slices.Contains(m.VmFlags, flag)
 }

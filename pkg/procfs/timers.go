@@ -17,7 +17,7 @@ type Timer struct {
 	Signal int
 	// Value is sigev_value, the value the signal carries.
 	Value uint64
-	// Notify is how the timer notifies: "signal", "none" or "thread"
+	// Notify is the notification method: "signal", "none" or "thread"
 	// (the SIGEV_* name without the prefix).
 	Notify string
 	// ThreadID is true for SIGEV_THREAD_ID timers, which signal the

@@ -161,7 +161,7 @@ func (t *Tracer) Interrupt(tid int) (Stop, error) {
 
 // InterruptProcess interrupts every attached thread of process pid. It
 // sends all the interrupts before it waits, so the threads stop at about
-// the same time.
+// the same time. Threads that exit meanwhile are dropped, not reported.
 func (t *Tracer) InterruptProcess(pid int) error {
 	return t.do(func() error {
 		tids := t.threadsOf(pid)
@@ -177,10 +177,16 @@ func (t *Tracer) InterruptProcess(pid int) error {
 			}
 		}
 		for _, tid := range tids {
-			if th := t.threads[tid]; !th.stopped {
-				if _, err := t.settle(th); err != nil {
-					return err
-				}
+			th := t.threads[tid]
+			if th.stopped {
+				continue
+			}
+			_, err := t.settle(th)
+			if errors.Is(err, ErrExited) {
+				continue // The thread exited before it stopped: nothing to hold.
+			}
+			if err != nil {
+				return err
 			}
 		}
 		return nil
@@ -246,14 +252,10 @@ func (t *Tracer) noteEvent(th *thread, stop Stop) {
 	t.threads[child] = &thread{tid: child, tgid: tgid}
 }
 
-// Resume lets stopped thread tid run again. A thread that was in a
-// group-stop stays in it (PTRACE_LISTEN) and still reports its next
-// stop.
-//
-// Limitation: a thread of a stopped process that ran an injected call
-// is no longer in its group-stop, and Resume lets it run although its
-// process is stopped. Detach puts it back into the group-stop; to keep
-// it attached and stopped, resume it only when the process is continued.
+// Resume lets stopped thread tid run again. A thread of a process that
+// a signal stopped, even one that ran injected calls since, stays in its
+// group-stop (PTRACE_LISTEN) and reports its next stop when the process
+// is continued.
 func (t *Tracer) Resume(tid int) error {
 	return t.do(func() error { return t.resume(tid) })
 }

@@ -1,8 +1,8 @@
 // Package ptrace seizes, stops and resumes the threads of live processes
-// and runs system calls inside stopped threads, for the dumper (which
-// reads state that only the process itself can read) and the restorer
-// (which builds a process inside a stub by injected calls). It supports
-// Linux on x86-64 only.
+// and runs system calls inside stopped threads. The dumper uses it to
+// read state that only the process itself can read, and the restorer to
+// build a process inside a stub by injected calls. It supports Linux on
+// x86-64 only.
 //
 // A Tracer owns one OS thread. The kernel accepts ptrace requests for a
 // tracee only from the thread that attached to it, so every method sends

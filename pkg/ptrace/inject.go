@@ -17,8 +17,8 @@ var syscallInsn = []byte{0x0f, 0x05}
 // looks for a syscall instruction.
 const maxVDSOSize = 64 << 10
 
-// SetSyscallSite tells the tracer that address addr of process pid holds
-// a syscall instruction (0f 05) that Syscall may use, such as one in the
+// SetSyscallSite records that address addr of process pid contains a
+// syscall instruction (0f 05) that Syscall may use, such as one in the
 // restorer's stub. Syscall checks the bytes before every use and looks
 // for another site when they change.
 func (t *Tracer) SetSyscallSite(pid int, addr uintptr) error {
@@ -34,11 +34,12 @@ func (t *Tracer) SetSyscallSite(pid int, addr uintptr) error {
 // thread's registers, signal mask and memory are as before afterwards,
 // except for what the call itself changes, and the thread stays stopped.
 //
-// Syscall points rip at a syscall instruction in the process (one set
-// with SetSyscallSite, else one in the vDSO, else the one just before
-// rip when the thread stopped inside a call), or writes one over the two
-// bytes at rip and restores them afterwards. It single-steps the thread
-// over that one instruction, so no code of the process runs.
+// Syscall points rip at a syscall instruction in the process. It takes
+// the one set with SetSyscallSite, else one in the vDSO, else the one
+// just before rip when the thread stopped inside a call. Without any of
+// these it writes one over the two bytes at rip and restores them
+// afterwards. It single-steps the thread over that one instruction, so
+// no code of the process runs.
 //
 // A signal that the thread takes before the instruction runs is
 // delivered as if no tracer were present, with the thread's own
@@ -205,7 +206,7 @@ func (t *Tracer) resumeAgain(th *thread) error {
 	return err
 }
 
-// isFault tells whether sig is one the instruction at the site raises
+// isFault reports whether sig is one the instruction at the site raises
 // itself when the site is not a valid, executable syscall instruction.
 func isFault(sig unix.Signal) bool {
 	switch sig {

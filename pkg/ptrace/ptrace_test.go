@@ -116,6 +116,65 @@ func TestIntegrationSeizeInterruptResume(t *testing.T) {
 	h.wait(t)
 }
 
+func TestIntegrationGroupStopKept(t *testing.T) {
+	needCap(t, unix.CAP_SYS_PTRACE)
+	h := startHelper(t, "spin")
+	addr, err := strconv.ParseUint(h.expect(t, "READY ", 10*time.Second), 0, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := h.cmd.Process.Pid
+	if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for threadState(t, pid) != 'T' && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+
+	tr := newTracer(t)
+	tids, err := tr.SeizeProcess(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tid := range tids {
+		stop, err := tr.Interrupt(tid)
+		if err != nil || stop.Kind != StopGroup || stop.Signal != unix.SIGSTOP {
+			t.Errorf("Interrupt(%d) of a stopped process = %v, %v, want a group-stop by SIGSTOP", tid, stop, err)
+		}
+	}
+	if _, err := tr.Syscall(pid, unix.SYS_GETPID); err != nil {
+		t.Fatal(err)
+	}
+
+	// Resuming and detaching must both leave the process stopped, even
+	// the thread that ran a call.
+	frozen := readCounter(t, pid, uintptr(addr))
+	if err := tr.ResumeProcess(pid); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if err := tr.DetachProcess(pid); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if got := readCounter(t, pid, uintptr(addr)); got != frozen {
+		t.Errorf("counter of the stopped process moved from %d to %d", frozen, got)
+	}
+	for _, tid := range tids {
+		if got := threadState(t, tid); got != 'T' {
+			t.Errorf("state of thread %d after detach = %c, want T (stopped)", tid, got)
+		}
+	}
+
+	if err := unix.Kill(pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitCounterAbove(t, pid, uintptr(addr), frozen)
+	h.stdin.Close()
+	h.wait(t)
+}
+
 func TestIntegrationRegsRoundTrip(t *testing.T) {
 	needCap(t, unix.CAP_SYS_PTRACE)
 	h, tid := readyTid(t, "compute")
@@ -213,6 +272,7 @@ func TestIntegrationSyscallGetpid(t *testing.T) {
 	if _, err := tr.Interrupt(tid); err != nil {
 		t.Fatal(err)
 	}
+
 	before, err := tr.GetRegs(tid)
 	if err != nil {
 		t.Fatal(err)
@@ -234,6 +294,7 @@ func TestIntegrationSyscallGetpid(t *testing.T) {
 	if _, err := tr.Syscall(tid, unix.SYS_CLOSE, ^uintptr(0)); !errors.Is(err, unix.EBADF) {
 		t.Errorf("Syscall(%d, close, -1) = %v, want EBADF", tid, err)
 	}
+
 	if err := tr.Detach(tid); err != nil {
 		t.Fatal(err)
 	}
@@ -361,6 +422,7 @@ func TestIntegrationSyscallPendingSignal(t *testing.T) {
 	if _, err := tr.Interrupt(tid); err != nil {
 		t.Fatal(err)
 	}
+
 	if err := unix.Tgkill(pid, tid, unix.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
@@ -371,6 +433,7 @@ func TestIntegrationSyscallPendingSignal(t *testing.T) {
 	if len(pending) != 1 || pending[0].Signo != int32(unix.SIGUSR1) {
 		t.Errorf("PendingSignals(%d) = %+v, want one SIGUSR1", tid, pending)
 	}
+
 	// The thread takes SIGUSR1 before the injected call runs: the call
 	// must still return the right value, and the signal must reach the
 	// helper's handler once it is resumed.
@@ -378,6 +441,7 @@ func TestIntegrationSyscallPendingSignal(t *testing.T) {
 	if err != nil || int(got) != tid {
 		t.Errorf("Syscall(%d, gettid) = %d, %v, want %d", tid, got, err, tid)
 	}
+
 	if err := tr.Detach(tid); err != nil {
 		t.Fatal(err)
 	}
@@ -392,6 +456,7 @@ func TestIntegrationRestartRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitInSyscall(t, tid, unix.SYS_READ)
+
 	if _, err := tr.Interrupt(tid); err != nil {
 		t.Fatal(err)
 	}
@@ -405,6 +470,7 @@ func TestIntegrationRestartRead(t *testing.T) {
 	if regs.Orig_rax != unix.SYS_READ {
 		t.Errorf("Orig_rax = %d, want %d (read)", regs.Orig_rax, unix.SYS_READ)
 	}
+
 	restarted := regs.Restarted()
 	insn := make([]byte, 2)
 	if err := tr.PeekData(tid, uintptr(restarted.Rip), insn); err != nil {
@@ -413,6 +479,7 @@ func TestIntegrationRestartRead(t *testing.T) {
 	if !slices.Equal(insn, syscallInsn) || restarted.Rax != unix.SYS_READ {
 		t.Errorf("Restarted() rip %#x holds % x, rax %d; want the syscall instruction and read", restarted.Rip, insn, restarted.Rax)
 	}
+
 	// An injected call in between must not disturb the restart.
 	if _, err := tr.Syscall(tid, unix.SYS_GETPID); err != nil {
 		t.Fatal(err)
@@ -420,6 +487,7 @@ func TestIntegrationRestartRead(t *testing.T) {
 	if err := tr.Detach(tid); err != nil {
 		t.Fatal(err)
 	}
+
 	if _, err := h.stdin.Write([]byte("ping")); err != nil {
 		t.Fatal(err)
 	}
@@ -458,6 +526,7 @@ func TestIntegrationSigmaskInPselect(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitInSyscall(t, tid, unix.SYS_PSELECT6)
+
 	if _, err := tr.Interrupt(tid); err != nil {
 		t.Fatal(err)
 	}
@@ -468,6 +537,7 @@ func TestIntegrationSigmaskInPselect(t *testing.T) {
 	if got := regs.Restart(); got != RestartNoHand {
 		t.Errorf("Restart() in pselect6 = %v, want %v", got, RestartNoHand)
 	}
+
 	usr2, winch := sigbit(unix.SIGUSR2), sigbit(unix.SIGWINCH)
 	// The kernel reports the thread's own mask, not pselect6's
 	// temporary one, before and after an injected call.
@@ -482,6 +552,7 @@ func TestIntegrationSigmaskInPselect(t *testing.T) {
 	if err := tr.Detach(tid); err != nil {
 		t.Fatal(err)
 	}
+
 	// The restarted pselect6 must still wait, and restore the thread's own
 	// mask when SIGUSR1 ends it.
 	waitInSyscall(t, tid, unix.SYS_PSELECT6)
@@ -511,6 +582,7 @@ func TestIntegrationRseqConfiguration(t *testing.T) {
 	if conf, err := tr.GetRseqConfiguration(tid); err != nil || conf.AbiPointer != 0 {
 		t.Fatalf("GetRseqConfiguration(%d) = %+v, %v, want none registered by the Go helper", tid, conf, err)
 	}
+
 	area, err := tr.Syscall(tid, unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
 	if err != nil {
@@ -520,6 +592,7 @@ func TestIntegrationRseqConfiguration(t *testing.T) {
 	if _, err := tr.Syscall(tid, unix.SYS_RSEQ, area, rseqLen, 0, rseqSig); err != nil {
 		t.Fatalf("Syscall(%d, rseq register) = %v", tid, err)
 	}
+
 	want := RseqConfiguration{AbiPointer: uint64(area), AbiSize: rseqLen, Signature: rseqSig}
 	conf, err := tr.GetRseqConfiguration(tid)
 	if err != nil {
@@ -528,12 +601,14 @@ func TestIntegrationRseqConfiguration(t *testing.T) {
 	if diff := cmp.Diff(want, conf); diff != "" {
 		t.Errorf("GetRseqConfiguration(%d) mismatch (-want +got):\n%s", tid, diff)
 	}
+
 	if _, err := tr.Syscall(tid, unix.SYS_RSEQ, area, rseqLen, rseqUnregister, rseqSig); err != nil {
 		t.Fatalf("Syscall(%d, rseq unregister) = %v", tid, err)
 	}
 	if _, err := tr.Syscall(tid, unix.SYS_MUNMAP, area, 4096); err != nil {
 		t.Fatal(err)
 	}
+
 	info, err := tr.GetSyscallInfo(tid)
 	if err != nil || info.Op != unix.PTRACE_SYSCALL_INFO_NONE {
 		t.Errorf("GetSyscallInfo(%d) at an interrupt-stop = op %d, %v, want PTRACE_SYSCALL_INFO_NONE", tid, info.Op, err)

@@ -66,8 +66,8 @@ func setRegs(tid int, regs Regs) error {
 	return nil
 }
 
-// Restart tells how the kernel continues a system call that a signal or
-// a ptrace stop interrupted.
+// Restart is the way the kernel continues a system call that a signal
+// or a ptrace stop interrupted.
 type Restart int
 
 const (
@@ -97,7 +97,7 @@ func (r Restart) String() string {
 	return fmt.Sprintf("Restart(%d)", int(r))
 }
 
-// Restart tells whether the thread whose registers these are stopped
+// Restart reports whether the thread whose registers these are stopped
 // inside an interrupted system call, and how the kernel will continue
 // that call when the thread resumes.
 func (r *Regs) Restart() Restart {
@@ -119,10 +119,10 @@ func (r *Regs) Restart() Restart {
 
 // Restarted returns the registers the kernel gives the thread when it
 // resumes it without running a signal handler, as it does after a
-// ptrace stop: rip moves back onto the 2-byte syscall instruction, rax
-// holds the call number again (restart_syscall's for RestartBlock), and
-// orig_rax is -1 so no later stop applies the restart twice. Registers
-// with RestartNone come back unchanged.
+// ptrace stop. Rip moves back onto the 2-byte syscall instruction, and
+// rax holds the call number again (restart_syscall's for RestartBlock).
+// Orig_rax becomes -1, so no later stop applies the restart twice.
+// Registers with RestartNone come back unchanged.
 //
 // A restored thread must start from these registers: its new kernel
 // knows nothing of the interrupted call and would return the internal

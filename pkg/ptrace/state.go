@@ -10,12 +10,13 @@ import (
 // RseqConfiguration is the rseq area a thread registered.
 type RseqConfiguration = sys.RseqConfiguration
 
-// SyscallInfo is what PTRACE_GET_SYSCALL_INFO reports.
+// SyscallInfo is the system call state that PTRACE_GET_SYSCALL_INFO
+// reports.
 type SyscallInfo = sys.SyscallInfo
 
 // maxXStateSize bounds the buffer GetXState offers the kernel while it
-// measures the register set; the largest x86 XSAVE area (with AMX tile
-// data) is about 11 KiB.
+// measures the register set. It is far above the largest x86 XSAVE area
+// known, about 11 KiB with AMX tile data.
 const maxXStateSize = 1 << 20
 
 // GetXState returns the extended register state (FPU, SSE, AVX and every
@@ -91,7 +92,7 @@ func (t *Tracer) GetSigmask(tid int) (uint64, error) {
 }
 
 // SetSigmask sets the blocked signal mask of stopped thread tid. The
-// kernel keeps SIGKILL and SIGSTOP unblocked whatever mask says. In a
+// kernel keeps SIGKILL and SIGSTOP unblocked regardless of mask. In a
 // thread waiting with a temporary mask, it replaces the thread's own
 // mask and drops the temporary one, which the call installs again when
 // it restarts.
@@ -108,8 +109,8 @@ func (t *Tracer) SetSigmask(tid int, mask uint64) error {
 }
 
 // GetRseqConfiguration returns the rseq area registered by stopped
-// thread tid; AbiPointer is 0 when there is none. It needs Linux 5.13 or
-// later.
+// thread tid, with AbiPointer 0 when there is none. It needs Linux 5.13
+// or later.
 func (t *Tracer) GetRseqConfiguration(tid int) (RseqConfiguration, error) {
 	var conf RseqConfiguration
 	err := t.do(func() error {
@@ -126,8 +127,8 @@ func (t *Tracer) GetRseqConfiguration(tid int) (RseqConfiguration, error) {
 }
 
 // GetSyscallInfo returns the system call state of stopped thread tid.
-// The kernel fills it only at syscall-stops and seccomp stops; at other
-// stops Op is PTRACE_SYSCALL_INFO_NONE, and Regs.Restart tells whether
+// The kernel fills it only at syscall-stops and seccomp stops. At other
+// stops Op is PTRACE_SYSCALL_INFO_NONE, and Regs.Restart reports whether
 // the thread is inside an interrupted call.
 func (t *Tracer) GetSyscallInfo(tid int) (SyscallInfo, error) {
 	var info SyscallInfo
@@ -145,7 +146,7 @@ func (t *Tracer) GetSyscallInfo(tid int) (SyscallInfo, error) {
 }
 
 // maxPendingSignals bounds how many queued signals PendingSignals
-// reads; RLIMIT_SIGPENDING is usually far lower.
+// reads. RLIMIT_SIGPENDING is usually far lower.
 const maxPendingSignals = 1 << 16
 
 // PendingSignals returns the signals queued for stopped thread tid, in

@@ -10,14 +10,14 @@ import (
 )
 
 // ErrExited is returned when a thread exits or is killed while the tracer
-// holds it. The tracer forgets the thread.
+// holds it. The tracer then drops its record of the thread.
 var ErrExited = errors.New("thread exited")
 
 // ErrTimeout is returned when a thread does not report a stop within the
 // tracer's wait timeout.
 var ErrTimeout = errors.New("timed out waiting for a ptrace stop")
 
-// StopKind tells which kind of ptrace stop a thread is in.
+// StopKind is the kind of ptrace stop a thread is in.
 type StopKind int
 
 const (

@@ -11,7 +11,7 @@ import (
 
 // ReadProcessMemory copies len(buf) bytes at address addr of process pid
 // into buf with process_vm_readv. It returns the number of bytes copied,
-// which is less than len(buf) only together with an error: the kernel
+// which is less than len(buf) only together with an error. The kernel
 // stops at the first page it cannot read, and the error is the one a
 // read at that page returns (EFAULT for an unmapped or unreadable page).
 func ReadProcessMemory(pid int, addr uintptr, buf []byte) (int, error) {
