@@ -48,7 +48,8 @@ type Cmd struct {
 	// Stdin is the command's standard input (Exec only).
 	Stdin []byte
 	// Log is the guest file that receives the output (SpawnCmd only).
-	// Empty lets the agent create one under /var/log/ksu-agent.
+	// Empty lets the agent create one in its spawn directory
+	// (/var/log/ksu-agent unless ksu-agent --spawn-dir sets another).
 	Log string
 }
 

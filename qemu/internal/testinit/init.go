@@ -47,8 +47,15 @@ func runInit() {
 	exits := make(chan int, 16)
 	go reap(exits)
 
-	agentPID, starts := startAgent(), 1
+	agentPID := startAgent()
 	logf("ready gen=%s", gen)
+	supervise(agentPID, signals, exits, gen)
+}
+
+// supervise handles signals and restarts the agent when it exits, up to
+// maxAgentStarts times. It never returns.
+func supervise(agentPID int, signals <-chan os.Signal, exits <-chan int, gen string) {
+	starts := 1
 	for {
 		select {
 		case sig := <-signals:
