@@ -46,6 +46,19 @@ func (t *Tracer) seize(tid int, options int) error {
 	return nil
 }
 
+// SetOptions replaces the PTRACE_O_* options of stopped thread tid.
+func (t *Tracer) SetOptions(tid int, options int) error {
+	return t.do(func() error {
+		if _, err := t.stopped(tid); err != nil {
+			return fmt.Errorf("set ptrace options: %w", err)
+		}
+		if err := unix.PtraceSetOptions(tid, options); err != nil {
+			return fmt.Errorf("set ptrace options of thread %d to %#x: %w", tid, options, os.NewSyscallError("ptrace(PTRACE_SETOPTIONS)", err))
+		}
+		return nil
+	})
+}
+
 // SeizeProcess seizes every thread of process pid and returns their ids.
 // It lists the threads again until a pass finds no new one, so threads
 // created meanwhile are caught too, but a process that keeps creating

@@ -52,13 +52,15 @@ func (t *Tracer) SetSyscallSite(pid int, addr uintptr) error {
 // restart state (nanosleep, poll) replaces the restart state of a call
 // the thread was stopped in.
 //
-// Watchdog: if the tracer dies while the call runs, the kernel detaches
-// the thread and lets it run from the injected registers: it finishes
-// the call, then executes whatever follows the syscall instruction with
-// wrong registers (and, on the patching path, with the two patched
-// bytes still in place), which typically crashes the process. A
-// separate watchdog process that keeps the saved registers and bytes
-// and puts them back would close this window.
+// Limitation: if the tracer dies while the call runs, the kernel
+// detaches the thread and lets it run from the injected registers. It
+// finishes the call, then executes whatever follows the syscall
+// instruction with wrong registers (and, on the patching path, with the
+// two patched bytes still in place), which typically crashes the
+// process. Between calls the thread is in an interrupt-stop with its own
+// registers, so a tracer death there is harmless. A watchdog process
+// that keeps the saved registers and bytes and puts them back would
+// close the window during the call.
 func (t *Tracer) Syscall(tid int, nr uintptr, args ...uintptr) (uintptr, error) {
 	if len(args) > 6 {
 		return 0, fmt.Errorf("inject system call %d into thread %d: %d arguments, want at most 6", nr, tid, len(args))
@@ -157,8 +159,11 @@ func (t *Tracer) step(th *thread, site uintptr, saved *Regs, nr uintptr, args []
 	case stop.Kind != StopSignal:
 		return stepResult{}, nil
 	case isFault(stop.Signal):
+		// The fault is ours, not the process's: leave its stop
+		// without delivering it.
 		delete(t.sites, th.tgid)
-		return stepResult{}, fmt.Errorf("syscall site %#x faults with %v", site, unix.SignalName(stop.Signal))
+		err := fmt.Errorf("syscall site %#x faults with %v", site, unix.SignalName(stop.Signal))
+		return stepResult{}, errors.Join(err, t.resumeAgain(th))
 	}
 	return stepResult{deliver: stop.Signal}, nil
 }

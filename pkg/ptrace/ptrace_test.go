@@ -291,6 +291,9 @@ func TestIntegrationSyscallGetpid(t *testing.T) {
 	if diff := cmp.Diff(before, after); diff != "" {
 		t.Errorf("registers after Syscall mismatch (-want +got):\n%s", diff)
 	}
+	if err := tr.SetOptions(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
+		t.Errorf("SetOptions(%d, PTRACE_O_TRACESYSGOOD) = %v", tid, err)
+	}
 	if _, err := tr.Syscall(tid, unix.SYS_CLOSE, ^uintptr(0)); !errors.Is(err, unix.EBADF) {
 		t.Errorf("Syscall(%d, close, -1) = %v, want EBADF", tid, err)
 	}
@@ -409,6 +412,46 @@ func findMapping(t *testing.T, pid int, addr uintptr) (procfs.Mapping, bool) {
 		}
 	}
 	return procfs.Mapping{}, false
+}
+
+func TestIntegrationSyscallSiteFaults(t *testing.T) {
+	needCap(t, unix.CAP_SYS_PTRACE)
+	h, tid := readyTid(t, "compute")
+	pid := h.cmd.Process.Pid
+	tr := newTracer(t)
+	if err := tr.Seize(tid, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Interrupt(tid); err != nil {
+		t.Fatal(err)
+	}
+
+	// A syscall instruction on a page without PROT_EXEC faults when
+	// the thread jumps to it.
+	page, err := tr.Syscall(tid, unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteMemory(pid, page, syscallInsn); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.SetSyscallSite(pid, page); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Syscall(tid, unix.SYS_GETPID); err == nil {
+		t.Errorf("Syscall(%d, getpid) at a non-executable site = nil error, want a fault", tid)
+	}
+
+	// The tracer drops the site, and the process never sees the fault.
+	got, err := tr.Syscall(tid, unix.SYS_GETPID)
+	if err != nil || int(got) != pid {
+		t.Errorf("Syscall(%d, getpid) after the fault = %d, %v, want %d", tid, got, err, pid)
+	}
+	if err := tr.Detach(tid); err != nil {
+		t.Fatal(err)
+	}
+	checkComputeResult(t, h, 0)
 }
 
 func TestIntegrationSyscallPendingSignal(t *testing.T) {
