@@ -1,13 +1,16 @@
 // Command fakeinit stands in for the real init in ksu-init's QEMU tests.
-// It checks what ksu-init's handoff promises (PID 1, /dev, /proc, /sys and
-// /run moved into the new root, the root mounted read-write, the kernel's
-// arguments and environment passed on), prints FAKEINIT PASS or
-// FAKEINIT FAIL with the reasons, and powers the guest off.
+// It checks what ksu-init's handoff promises: PID 1; /dev, /proc, /sys and
+// /run moved into the new root; the root read-write, or read-only when
+// asked; the arguments after "--" on the kernel command line passed on.
+// It prints FAKEINIT PASS or FAKEINIT FAIL with the reasons, then powers
+// the guest off.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -71,8 +74,17 @@ func checkMounts() error {
 	return nil
 }
 
+// checkWritableRoot checks that the root is writable, or read-only when
+// the command line gives init the argument fakeinit-expect-ro.
 func checkWritableRoot() error {
-	if err := os.WriteFile("/fakeinit-was-here", []byte("ok\n"), 0o644); err != nil {
+	err := os.WriteFile("/fakeinit-was-here", []byte("ok\n"), 0o644)
+	if slices.Contains(os.Args[1:], "fakeinit-expect-ro") {
+		if !errors.Is(err, unix.EROFS) {
+			return fmt.Errorf("root should be read-only, but a write returned %v", err)
+		}
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("root is not writable: %v", err)
 	}
 	return nil
@@ -82,10 +94,8 @@ func checkWritableRoot() error {
 // command line, which the kernel gives to ksu-init and ksu-init must pass
 // on.
 func checkArgs() error {
-	for _, a := range os.Args[1:] {
-		if a == "fakeinit-arg" {
-			return nil
-		}
+	if slices.Contains(os.Args[1:], "fakeinit-arg") {
+		return nil
 	}
 	return fmt.Errorf("args %q lack fakeinit-arg from after -- on the command line", os.Args)
 }
