@@ -2,8 +2,8 @@ package procfs
 
 import "reflect"
 
-// unsafeAddr returns the address of the first byte of b without
+// sliceAddr returns the address of the first byte of b without
 // importing unsafe, which ksu allows only in pkg/internal/sys.
-func unsafeAddr(b []byte) uintptr {
+func sliceAddr(b []byte) uintptr {
 	return reflect.ValueOf(b).Pointer()
 }

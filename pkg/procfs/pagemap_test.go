@@ -56,7 +56,7 @@ func TestReadPagemapSelf(t *testing.T) {
 	defer unix.Munmap(mem)
 	mem[0] = 1
 	mem[2*page] = 1
-	start := uint64(uintptr(unsafeAddr(mem)))
+	start := uint64(uintptr(sliceAddr(mem)))
 
 	entries, err := ReadPagemap("/proc", os.Getpid(), start, start+uint64(4*page))
 	if err != nil {

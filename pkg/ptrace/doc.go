@@ -6,8 +6,8 @@
 //
 // A Tracer owns one OS thread. The kernel accepts ptrace requests for a
 // tracee only from the thread that attached to it, so every method sends
-// its work to that thread and waits for the result; methods may be called
-// from any goroutine.
+// its work to that thread and waits for the result. Methods may be
+// called from any goroutine.
 //
 // The usual sequence is:
 //

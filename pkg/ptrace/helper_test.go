@@ -25,14 +25,18 @@ const helperEnv = "KSU_TEST_HELPER"
 // of CPU time on a 2020s x86 core.
 const computeRounds = 300_000_000
 
+// TestMain runs a helper instead of the tests when helperEnv is set.
+// Neither path calls os.Exit, which ksu bans under pkg/: the testing
+// package exits with m.Run's result, and a failing helper panics.
 func TestMain(m *testing.M) {
 	if name := os.Getenv(helperEnv); name != "" {
-		os.Exit(runHelper(name))
+		runHelper(name)
+		return
 	}
-	os.Exit(m.Run())
+	m.Run()
 }
 
-func runHelper(name string) int {
+func runHelper(name string) {
 	helpers := map[string]func() error{
 		"compute": helperCompute,
 		"pselect": helperPselect,
@@ -42,14 +46,11 @@ func runHelper(name string) int {
 	}
 	fn, ok := helpers[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "unknown helper %q\n", name)
-		return 2
+		panic(fmt.Sprintf("unknown helper %q", name))
 	}
 	if err := fn(); err != nil {
-		fmt.Fprintf(os.Stderr, "helper %s: %v\n", name, err)
-		return 1
+		panic(fmt.Sprintf("helper %s: %v", name, err))
 	}
-	return 0
 }
 
 // compute mixes integer and floating-point work, so that a wrong

@@ -39,12 +39,13 @@ func (t *Tracer) SetSyscallSite(pid int, addr uintptr) error {
 // just before rip when the thread stopped inside a call. Without any of
 // these it writes one over the two bytes at rip and restores them
 // afterwards. It single-steps the thread over that one instruction, so
-// no code of the process runs.
+// no code of the process runs. The patching path requires every other
+// thread that could run the code at rip to be stopped as well.
 //
 // A signal that the thread takes before the instruction runs is
 // delivered as if no tracer were present, with the thread's own
-// registers, and the call is retried on top of the handler frame; the
-// thread then starts its handler when resumed. A signal that arrives
+// registers. The call is then retried on top of the handler frame, and
+// the thread starts its handler when resumed. A signal that arrives
 // during the call stays pending.
 //
 // Injecting a call that itself waits (read on an empty pipe, futex
@@ -92,7 +93,7 @@ func (t *Tracer) inject(th *thread, nr uintptr, args []uintptr) (uintptr, error)
 			return 0, err
 		}
 		if saved.Cs != userCS64 {
-			return 0, fmt.Errorf("thread runs 32-bit code (cs %#x); only x86-64 is supported", saved.Cs)
+			return 0, fmt.Errorf("thread runs 32-bit code (cs %#x), but only x86-64 is supported", saved.Cs)
 		}
 		site, undo, err := t.syscallSite(th, &saved)
 		if err != nil {

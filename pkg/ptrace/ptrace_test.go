@@ -443,7 +443,8 @@ func TestIntegrationSyscallSiteFaults(t *testing.T) {
 		t.Errorf("Syscall(%d, getpid) at a non-executable site = nil error, want a fault", tid)
 	}
 
-	// The tracer drops the site, and the process never sees the fault.
+	// The tracer drops the site, and the process never receives the
+	// fault.
 	got, err := tr.Syscall(tid, unix.SYS_GETPID)
 	if err != nil || int(got) != pid {
 		t.Errorf("Syscall(%d, getpid) after the fault = %d, %v, want %d", tid, got, err, pid)

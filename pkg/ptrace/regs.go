@@ -124,9 +124,9 @@ func (r *Regs) Restart() Restart {
 // Orig_rax becomes -1, so no later stop applies the restart twice.
 // Registers with RestartNone come back unchanged.
 //
-// A restored thread must start from these registers: its new kernel
-// knows nothing of the interrupted call and would return the internal
-// error to user space.
+// A restored thread must start from these registers, because its new
+// kernel has no record of the interrupted call and would return the
+// internal error to user space.
 func (r *Regs) Restarted() Regs {
 	out := *r
 	switch r.Restart() {
