@@ -81,11 +81,11 @@ type VMAFlags uint32
 
 // Mapping flags. A mapping without VMAShared is private (MAP_PRIVATE).
 const (
-	VMAShared    VMAFlags = 1 << iota // MAP_SHARED
-	VMAGrowsDown                      // a stack that grows down (VM_GROWSDOWN)
-	VMALocked                         // mlock'ed (VM_LOCKED)
-	VMALockOnFault                    // mlock2 MLOCK_ONFAULT (VM_LOCKONFAULT)
-	VMAHugeTLB                        // hugetlbfs memory (VM_HUGETLB)
+	VMAShared      VMAFlags = 1 << iota // MAP_SHARED
+	VMAGrowsDown                        // a stack that grows down (VM_GROWSDOWN)
+	VMALocked                           // mlock'ed (VM_LOCKED)
+	VMALockOnFault                      // mlock2 MLOCK_ONFAULT (VM_LOCKONFAULT)
+	VMAHugeTLB                          // hugetlbfs memory (VM_HUGETLB)
 )
 
 // Madvise are the madvise(2) advice values that stay on a mapping, one

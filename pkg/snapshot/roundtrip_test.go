@@ -195,7 +195,15 @@ type pagesData struct {
 func writeContents(t testing.TB, c *contents, opts WriterOptions) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := NewWriter(&buf, opts)
+	writeContentsTo(t, &buf, c, opts)
+	return buf.Bytes()
+}
+
+// writeContentsTo writes c as a snapshot stream to dst and returns the
+// closed Writer.
+func writeContentsTo(t testing.TB, dst io.Writer, c *contents, opts WriterOptions) *Writer {
+	t.Helper()
+	w, err := NewWriter(dst, opts)
 	if err != nil {
 		t.Fatalf("NewWriter() = %v", err)
 	}
@@ -221,7 +229,7 @@ func writeContents(t testing.TB, c *contents, opts WriterOptions) []byte {
 		check("WritePages", w.WritePages(p.Pages, bytes.NewReader(p.Data)))
 	}
 	check("Close", w.Close())
-	return buf.Bytes()
+	return w
 }
 
 // readContents reads a whole stream back into contents.
