@@ -180,8 +180,9 @@ func (b *boot) mountRoot() error {
 	return nil
 }
 
-// restore is where the processes of a snapshot will be recreated, between
-// mounting the root (their files live there) and handing off.
+// restore reports whether the initramfs carries a snapshot. It runs after
+// the root is mounted, because the snapshot's processes use files there,
+// and before the handoff; recreating the processes will go here.
 //
 // Limitation: restoring is not implemented in this build. A snapshot in
 // the initramfs is reported and ignored, so the machine boots without the

@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// failAction is what PID 1 does after a fatal error, from ksu.onfail=.
+// failAction is the action PID 1 takes after a fatal error, set by
+// ksu.onfail=.
 type failAction string
 
 const (
@@ -20,7 +21,8 @@ const (
 // has no ksu.rootwait=.
 const defaultRootWait = 30 * time.Second
 
-// bootConfig is what ksu-init reads from the kernel command line.
+// bootConfig is the set of ksu-init settings read from the kernel command
+// line.
 type bootConfig struct {
 	root       string        // root=: /dev/X, UUID=, LABEL=, PARTUUID= or MAJOR:MINOR
 	rootFSType []string      // rootfstype=, a comma-separated list; empty means probe

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ksu-project/ksu/pkg/klog"
 	"github.com/u-root/u-root/pkg/mount"
@@ -44,6 +45,9 @@ func findInit(newRoot string, candidates []string) (string, error) {
 func checkExecutable(rootFd int, path string) error {
 	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT}
 	fd, err := unix.Openat2(rootFd, path, &how)
+	if errors.Is(err, unix.ENOSYS) {
+		return checkExistsNoFollow(rootFd, path)
+	}
 	if err != nil {
 		return &os.PathError{Op: "openat2", Path: path, Err: err}
 	}
@@ -54,6 +58,17 @@ func checkExecutable(rootFd int, path string) error {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o111 == 0 {
 		return fmt.Errorf("%s: not an executable file (mode %#o)", path, st.Mode)
+	}
+	return nil
+}
+
+// checkExistsNoFollow is the check for kernels older than 5.6, which lack
+// openat2: path must exist inside rootFd, but a symbolic link is not
+// followed, since it would resolve in the initramfs.
+func checkExistsNoFollow(rootFd int, path string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(rootFd, strings.TrimPrefix(path, "/"), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "fstatat", Path: path, Err: err}
 	}
 	return nil
 }

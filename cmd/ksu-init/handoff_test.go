@@ -121,7 +121,8 @@ func TestFreeInitramfsOnlyOnRootfs(t *testing.T) {
 	if _, err := os.Stat(keep); err != nil {
 		t.Errorf("freeInitramfs on a %#x filesystem removed %s: %v", fs.Type, keep, err)
 	}
-	if lines := log.Lines(); len(lines) == 0 || !strings.Contains(lines[0], "left in place") {
-		t.Errorf("freeInitramfs log = %q, want a line saying the old root is left in place", lines)
+	lines := log.Lines()
+	if len(lines) != 1 || !strings.Contains(lines[0], "left in place") {
+		t.Errorf("freeInitramfs log = %q, want one line saying the old root is left in place", lines)
 	}
 }

@@ -36,19 +36,30 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ksu-init: refusing to run: it must be PID 1, the init of an initramfs")
 		os.Exit(2)
 	}
-	ignoreTerminalSignals()
-	b := newBoot(klog.NewKmsg("ksu-init", os.Stdout))
+	log := klog.NewKmsg("ksu-init", os.Stdout)
+	ignoreTerminalSignals(log)
+	b := newBoot(log)
 	b.run()
 }
 
 // ignoreTerminalSignals keeps signals from ending PID 1. The kernel does
-// not deliver a signal to init that init leaves at its default action, but
-// the Go runtime installs handlers, and for SIGTERM, SIGINT (sent by
-// Ctrl-Alt-Del when it is disabled) and the like the runtime's handler
-// exits, which panics the kernel.
-func ignoreTerminalSignals() {
-	signal.Ignore(unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
+// not deliver a signal to init that init leaves at its default action. But
+// the Go runtime installs its own handlers, and for SIGTERM, SIGINT (sent
+// on Ctrl-Alt-Del when that is disabled) and similar signals the handler
+// exits the process, which panics the kernel.
+//
+// N.B. The signals are caught and dropped rather than set to SIG_IGN,
+// because an ignored signal stays ignored across exec and the real init
+// must start with the default actions.
+func ignoreTerminalSignals(log klog.Logger) {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
 		unix.SIGPIPE, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU)
+	go func() {
+		for s := range sigs {
+			log.Printf("ignoring %v sent to PID 1", s)
+		}
+	}()
 }
 
 // sinceKernelStart returns CLOCK_BOOTTIME, the time since this kernel
@@ -62,7 +73,7 @@ func sinceKernelStart() time.Duration {
 }
 
 // fail handles a fatal error: it logs it to the kernel log and the
-// console, then reboots, powers off or halts as ksu.onfail= says. It never
+// console, then reboots, powers off or halts as ksu.onfail= requests. It never
 // returns, because PID 1 must not exit.
 func (b *boot) fail(where string, err error) {
 	b.log.Logf(klog.LevelCrit, "fatal error in %s: %v", where, err)

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rootKind is how root= names the root device.
+// rootKind is the form in which root= names the root device.
 type rootKind int
 
 const (

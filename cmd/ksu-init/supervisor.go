@@ -20,10 +20,10 @@ const maxReapsPerSignal = 4096
 //
 // The restore will run in a child that ptraces the processes it builds.
 // While such a tracing child runs, the supervisor waits only for the
-// children it started, never for any child (wait4(-1)): restored
-// processes may be children of PID 1 during the restore, and PID 1
-// collecting their exits would hide them from the tracer. Orphans are
-// reaped once no tracing child is left.
+// children it started and never calls wait4(-1). Restored processes may be
+// children of PID 1 during the restore, and PID 1 collecting their exits
+// would hide them from the tracer. Orphans are reaped once no tracing
+// child is left.
 type supervisor struct {
 	log klog.Logger
 	// wait4 is unix.Wait4; tests replace it to check which PIDs are
@@ -139,8 +139,8 @@ func (s *supervisor) reapAny() {
 	}
 }
 
-// finish hands the status of an exited child to whoever started it, or
-// counts it as a reaped orphan.
+// finish sends the status of an exited child on the channel that start
+// returned for it, or counts the child as a reaped orphan.
 //
 // Preconditions: s.mu is held.
 func (s *supervisor) finish(pid int, ws unix.WaitStatus) {

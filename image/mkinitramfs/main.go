@@ -100,6 +100,7 @@ func runModules(log klog.Logger, args []string) error {
 	if *out == "" || *dir == "" || *release == "" {
 		return fmt.Errorf("%w: modules needs --modules-dir, --release and -o", errUsage)
 	}
+
 	ix, err := initramfs.LoadIndex(*dir)
 	if err != nil {
 		return err
@@ -111,6 +112,7 @@ func runModules(log klog.Logger, args []string) error {
 	for _, m := range mods {
 		log.Printf("module %s (%s)", m.Name, m.Path)
 	}
+
 	return writeAtomic(*out, func(tmp string) error {
 		f, err := os.Create(tmp)
 		if err != nil {

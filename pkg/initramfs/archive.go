@@ -141,7 +141,7 @@ func (a *archiveWriter) file(p string, data []byte, perm uint64) error {
 
 // write gives the record the next inode number and writes it. Distinct
 // inode numbers keep tools that detect hard links by inode from merging
-// records; the kernel only does so for records with more than one link.
+// records. The kernel itself only merges records with more than one link.
 func (a *archiveWriter) write(r cpio.Record) error {
 	a.ino++
 	r.Ino = a.ino

@@ -21,7 +21,8 @@ func fakeModule(name string) []byte {
 	return []byte("\x7fELF fake module " + name)
 }
 
-// compress returns data compressed as the suffix of name says.
+// compress returns data compressed with the format that the suffix of name
+// names.
 func compress(t *testing.T, name string, data []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -50,7 +51,7 @@ func compress(t *testing.T, name string, data []byte) []byte {
 }
 
 // modulesDir returns a copy of testdata/modules with a module file for
-// every entry of modules.dep, compressed as its suffix says.
+// every entry of modules.dep, compressed with the format of its suffix.
 func modulesDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()

@@ -19,8 +19,9 @@
 // are skipped.
 package initramfs
 
-// SnapshotDir is where the snapshot archive puts its files inside the
-// initramfs. ksu-init treats a non-empty SnapshotDir as a pending restore.
+// SnapshotDir is the initramfs directory that holds the files of the
+// snapshot archive. ksu-init treats a non-empty SnapshotDir as a pending
+// restore.
 const SnapshotDir = "/ksu/snapshot"
 
 // NewRootDir is the directory of the initramfs where ksu-init mounts the

@@ -1,12 +1,11 @@
 package initramfs
 
-// globMatch reports whether s matches the shell pattern, the way
-// fnmatch(3) does without flags, which is how kmod matches the patterns of
-// modules.alias: '*' matches any string (including '/'), '?' any one
-// byte, "[...]" a set of bytes with ranges and '!' or '^' negation, and a
-// backslash makes the next byte literal. A '[' without a closing ']' is a
-// literal '['. Matching is by byte, which is enough for modaliases, which
-// are ASCII.
+// globMatch reports whether s matches the shell pattern as fnmatch(3)
+// without flags does, which kmod uses for the patterns of modules.alias.
+// '*' matches any string (including '/'), '?' any one byte, "[...]" a set
+// of bytes with ranges and '!' or '^' negation, and a backslash makes the
+// next byte literal. A '[' without a closing ']' is a literal '['. Matching
+// is by byte, which is enough because modaliases are ASCII.
 func globMatch(pattern, s string) bool {
 	px, sx := 0, 0
 	// After a '*', starPx is the pattern position past it and starSx the

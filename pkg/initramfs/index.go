@@ -14,7 +14,7 @@ import (
 
 // Module is one loadable kernel module file.
 type Module struct {
-	// Name is the module name as the kernel knows it, with '_' for '-'
+	// Name is the module name the kernel uses, with '_' for '-'
 	// (virtio_blk).
 	Name string
 	// Path is the file's path relative to the modules directory, as in

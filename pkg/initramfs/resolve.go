@@ -18,8 +18,8 @@ var ErrUnknownModule = errors.New("unknown module")
 // ("fs-xfs"). A name that is built into the kernel is skipped; a name that
 // is not found is an error matching ErrUnknownModule that names it.
 // Modaliases (pci:v00001AF4d00001001..., as read from sysfs) select every
-// module whose alias pattern matches; one that matches nothing is skipped,
-// because most devices need no module or have a built-in driver.
+// module whose alias pattern matches. A modalias that matches nothing is
+// skipped, because most devices need no module or have a built-in driver.
 //
 // For each module, its soft dependencies from modules.softdep come
 // before ("pre:") or after ("post:") it, as modprobe loads them; a soft

@@ -29,9 +29,10 @@ const (
 )
 
 // maxRecord is the longest message text written to /dev/kmsg in one record.
-// The kernel rejects a write of more than about 1 KiB with EINVAL
-// (devkmsg_write in kernel/printk/printk.c; the exact limit depends on the
-// version), so longer lines are split, leaving room for the prefix.
+// The kernel rejects a write of more than about 1 KiB with EINVAL, and the
+// exact limit depends on the version (devkmsg_write in
+// kernel/printk/printk.c). So longer lines are split, with room left for
+// the prefix.
 const maxRecord = 900
 
 // maxPending bounds the lines kept for the kernel log before it is open.
@@ -129,8 +130,9 @@ func (k *Kmsg) Logf(level int, format string, args ...any) {
 }
 
 // Mark writes a marker line that tests and operators search the console
-// for. The console gets the line with no ident prefix, so it starts at the
-// beginning of a line; the kernel log gets it as a LevelNotice record.
+// for. The console gets the line without the ident prefix, so that it
+// starts at the beginning of a line. The kernel log gets it as a
+// LevelNotice record.
 func (k *Kmsg) Mark(format string, args ...any) {
 	text := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
 	k.mu.Lock()

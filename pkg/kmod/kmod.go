@@ -80,7 +80,7 @@ type Summary struct {
 
 // LoadAll loads the modules listed in dir/LoadListName, in order. A module
 // that fails is logged and skipped, so that one broken driver does not stop
-// the boot; a module that depended on it will then fail too. The error is
+// the boot, and a module that depends on it then fails too. The error is
 // non-nil only when the list cannot be read, and it matches
 // os.ErrNotExist when there is no list.
 func (l Loader) LoadAll(dir string) (Summary, error) {

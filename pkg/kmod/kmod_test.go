@@ -51,8 +51,8 @@ func TestLoadAllContinuesPastFailures(t *testing.T) {
 	var inserted []string
 	l := Loader{
 		Log: klogtest.New(t),
-		// This fake stands in for finit_module: tests must never load a
-		// module into the kernel they run on.
+		// This fake replaces finit_module, because tests must never load
+		// a module into the kernel they run on.
 		Insert: func(path string) error {
 			inserted = append(inserted, filepath.Base(path))
 			switch filepath.Base(path) {

@@ -4,8 +4,8 @@
 // /dev/console, and the empty directories ksu-init mounts on.
 //
 // It needs the Go toolchain and the ksu source tree, so it runs only where
-// images are built, never on the machine being updated; it is a separate
-// package so that ksu and ksu-init do not link the image builder.
+// images are built, never on the machine being updated. It is a package of
+// its own so that ksu and ksu-init do not link the image builder.
 package base
 
 import (
@@ -47,9 +47,8 @@ type Options struct {
 
 // records are the archive entries besides ksu-init. The kernel opens
 // /dev/console for init's standard files before init runs, so it must be
-// in the archive; the directories are mount points of ksu-init's early
-// setup, the root mount point and the parents of the module and snapshot
-// archives.
+// in the archive. The directories are the mount points of ksu-init's early
+// setup and of the root, and the parents of the module and snapshot files.
 func records() []cpio.Record {
 	dirs := []string{"dev", "proc", "sys", "run", "tmp", "lib", "lib/modules",
 		strings.TrimPrefix(initramfs.NewRootDir, "/"),

@@ -1,9 +1,10 @@
-// Command fakeinit stands in for the real init in ksu-init's QEMU tests.
-// It checks what ksu-init's handoff promises: PID 1; /dev, /proc, /sys and
+// Command fakeinit replaces the real init in ksu-init's QEMU tests.
+// It checks what ksu-init's handoff promises: /dev, /proc, /sys and
 // /run moved into the new root; the root read-write, or read-only when
-// asked; the arguments after "--" on the kernel command line passed on.
+// asked; the arguments after "--" on the kernel command line passed on; no
+// signal left ignored.
 // It prints FAKEINIT PASS or FAKEINIT FAIL with the reasons, then powers
-// the guest off.
+// the guest off. It refuses to run unless it is PID 1.
 package main
 
 import (
@@ -17,6 +18,12 @@ import (
 )
 
 func main() {
+	// It powers the machine off at the end, so it must only ever run as
+	// the init of a test guest.
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "fakeinit: refusing to run: it powers off the machine and must be PID 1 of a test guest")
+		os.Exit(2)
+	}
 	fmt.Printf("FAKEINIT started pid=%d args=%q env=%q\n", os.Getpid(), os.Args, os.Environ())
 	var problems []string
 	for _, check := range checks {
@@ -37,17 +44,10 @@ func main() {
 }
 
 var checks = []func() error{
-	checkPID1,
 	checkMounts,
 	checkWritableRoot,
 	checkArgs,
-}
-
-func checkPID1() error {
-	if pid := os.Getpid(); pid != 1 {
-		return fmt.Errorf("pid is %d, want 1", pid)
-	}
-	return nil
+	checkSignals,
 }
 
 // checkMounts reads /proc/self/mounts (so /proc must be there) and checks
@@ -98,4 +98,23 @@ func checkArgs() error {
 		return nil
 	}
 	return fmt.Errorf("args %q lack fakeinit-arg from after -- on the command line", os.Args)
+}
+
+// checkSignals checks that init did not inherit ignored signals. The Go
+// runtime keeps an inherited SIG_IGN for SIGHUP and SIGINT, so ignoring
+// them in ksu-init would show here.
+func checkSignals() error {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return fmt.Errorf("read status: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if mask, ok := strings.CutPrefix(line, "SigIgn:"); ok {
+			if strings.Trim(strings.TrimSpace(mask), "0") != "" {
+				return fmt.Errorf("signals ignored at start: SigIgn %s", strings.TrimSpace(mask))
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no SigIgn line in /proc/self/status")
 }
