@@ -187,7 +187,7 @@ type helper struct {
 
 // startHelper re-executes the test binary as helper name. The test ends
 // by closing its stdin and killing it, by pid, if it still runs.
-func startHelper(t *testing.T, name string, env ...string) *helper {
+func startHelper(t testing.TB, name string, env ...string) *helper {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// Without asynchronous preemption the Go runtime sends the helper
@@ -218,7 +218,7 @@ func startHelper(t *testing.T, name string, env ...string) *helper {
 
 // expect reads the helper's next output line, which must start with
 // prefix, and returns the rest. It fails the test after timeout.
-func (h *helper) expect(t *testing.T, prefix string, timeout time.Duration) string {
+func (h *helper) expect(t testing.TB, prefix string, timeout time.Duration) string {
 	t.Helper()
 	line := make(chan string, 1)
 	go func() {
@@ -253,7 +253,7 @@ func (h *helper) wait(t *testing.T) {
 
 // needCap skips the test unless the process has capability c in its
 // effective set.
-func needCap(t *testing.T, c int) {
+func needCap(t testing.TB, c int) {
 	t.Helper()
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData

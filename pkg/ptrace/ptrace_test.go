@@ -17,7 +17,7 @@ import (
 )
 
 // newTracer returns a Tracer that the test closes at its end.
-func newTracer(t *testing.T) *Tracer {
+func newTracer(t testing.TB) *Tracer {
 	t.Helper()
 	tr := NewTracer(WithWaitTimeout(5 * time.Second))
 	t.Cleanup(func() { _ = tr.Close() })
@@ -26,7 +26,7 @@ func newTracer(t *testing.T) *Tracer {
 
 // readyTid starts helper name and returns it with the thread id it
 // prints.
-func readyTid(t *testing.T, name string) (*helper, int) {
+func readyTid(t testing.TB, name string) (*helper, int) {
 	t.Helper()
 	h := startHelper(t, name)
 	tid, err := strconv.Atoi(h.expect(t, "READY ", 10*time.Second))
@@ -688,5 +688,24 @@ func TestSyscallNotStopped(t *testing.T) {
 	}
 	if _, err := tr.Syscall(1, unix.SYS_GETPID, 1, 2, 3, 4, 5, 6, 7); err == nil {
 		t.Errorf("Syscall with 7 arguments = nil error, want an error")
+	}
+}
+
+// BenchmarkIntegrationSyscall measures one injected getpid into a thread
+// that sleeps in read.
+func BenchmarkIntegrationSyscall(b *testing.B) {
+	needCap(b, unix.CAP_SYS_PTRACE)
+	_, tid := readyTid(b, "read")
+	tr := newTracer(b)
+	if err := tr.Seize(tid, 0); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := tr.Interrupt(tid); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := tr.Syscall(tid, unix.SYS_GETPID); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -101,13 +102,19 @@ func isStopSignal(sig unix.Signal) bool {
 	return false
 }
 
+// spinPolls is how many times waitStop polls without sleeping before it
+// starts to back off. A stop after a single step or an interrupt usually
+// arrives within tens of microseconds, well below the resolution of a
+// sleep.
+const spinPolls = 200
+
 // waitStop waits for the next stop of th and records it. It polls with
 // WNOHANG so that a thread that never stops costs a timeout, not a
 // tracer blocked forever.
 func (t *Tracer) waitStop(th *thread) (Stop, error) {
 	deadline := time.Now().Add(t.waitTimeout)
-	pause := 5 * time.Microsecond
-	for {
+	pause := 10 * time.Microsecond
+	for poll := 0; ; poll++ {
 		var ws unix.WaitStatus
 		wpid, err := unix.Wait4(th.tid, &ws, unix.WALL|unix.WNOHANG, nil)
 		switch {
@@ -119,6 +126,10 @@ func (t *Tracer) waitStop(th *thread) (Stop, error) {
 			return t.record(th, ws)
 		case time.Now().After(deadline):
 			return Stop{}, fmt.Errorf("wait for thread %d: %w after %v", th.tid, ErrTimeout, t.waitTimeout)
+		}
+		if poll < spinPolls {
+			runtime.Gosched()
+			continue
 		}
 		time.Sleep(pause)
 		pause = min(2*pause, time.Millisecond)
