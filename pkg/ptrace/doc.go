@@ -22,8 +22,8 @@
 // Two rules apply to the whole process that uses a Tracer:
 //
 //   - No other code in the process may wait (wait4, waitid, os/exec's
-//     Wait) for a thread the Tracer holds: the kernel reports a tracee's
-//     stops to every thread of the tracer's process, and a stop that
+//     Wait) for a thread the Tracer holds. The kernel reports a tracee's
+//     stops to every thread of the tracer's process, so a stop that
 //     another waiter consumes never reaches the Tracer, which then
 //     times out.
 //   - If the Tracer's process dies, the kernel detaches every tracee and
