@@ -31,7 +31,9 @@ guest_packages=(
 # adds their dependencies.
 initrd_modules=(virtio_pci virtio_blk virtio_net virtio_console ext4)
 
-# Units that only slow down a guest under software emulation.
+# Units disabled in the guest: timers and a getty that only slow down a boot
+# under software emulation, and redis-server, which the tests start
+# themselves. Units that are not installed are skipped.
 disabled_units=(
 	apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer
 	e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer
@@ -218,70 +220,19 @@ fetch_kernels() {
 # build_initramfs_tool builds image/mkinitramfs, which turns cmd/ksu-init
 # into the base initramfs and collects modules into archives.
 build_initramfs_tool() {
-	if [[ ! -d $repo/image/mkinitramfs ]]; then
-		log "TEMPORARY: image/mkinitramfs does not exist yet, using fallback_mkinitramfs"
-		return
-	fi
 	(cd "$repo" && CGO_ENABLED=0 go build -o "$out/bin/mkinitramfs" ./image/mkinitramfs)
 }
 
-# mkinitramfs ARGS... runs the initramfs tool.
+# mkinitramfs ARGS... runs the initramfs tool on this source tree.
 mkinitramfs() {
-	if [[ ! -d $repo/image/mkinitramfs ]]; then
-		fallback_mkinitramfs "$@"
-		return
-	fi
 	(cd "$repo" && "$out/bin/mkinitramfs" "$@")
-}
-
-# TEMPORARY: fallback_mkinitramfs stands in for image/mkinitramfs, with the
-# same command line, until that tool is committed; delete it then. It uses
-# modprobe's dependency resolution and cpio instead of the Go code.
-fallback_mkinitramfs() {
-	local mode=$1 file='' modules_dir='' release='' names=() stage root m line path rel
-	shift
-	while (($# > 0)); do
-		case $1 in
-		-o) file=$2 ;;
-		--modules-dir) modules_dir=$2 ;;
-		--release) release=$2 ;;
-		--module) names+=("$2") ;;
-		*) die "fallback_mkinitramfs: unknown option $1" ;;
-		esac
-		shift 2
-	done
-	stage=$(mktemp -d "$tmpdir/initramfs.XXXXXX")
-	if [[ $mode == base ]]; then
-		mkdir -p "$stage"/{dev,proc,sys,run,tmp,root}
-		install -m 0755 "$out/bin/ksu-init" "$stage/init"
-	else
-		root=${modules_dir%/lib/modules/*}
-		mkdir -p "$stage/lib/modules/$release"
-		for m in "${names[@]}"; do
-			modprobe -S "$release" -d "$root" --show-depends "$m"
-		done | while read -r line path _; do
-			[[ $line == insmod ]] || continue
-			rel=${path#"$modules_dir"/}
-			rel=${rel%.xz}
-			rel=${rel%.zst}
-			grep -qxF "$rel" "$stage/lib/modules/$release/ksu-modules.load" 2>/dev/null && continue
-			mkdir -p "$(dirname "$stage/lib/modules/$release/$rel")"
-			case $path in
-			*.xz) xz -dc "$path" ;;
-			*.zst) zstd -qdc "$path" ;;
-			*) cat "$path" ;;
-			esac >"$stage/lib/modules/$release/$rel"
-			printf '%s\n' "$rel" >>"$stage/lib/modules/$release/ksu-modules.load"
-		done
-	fi
-	(cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$file"
 }
 
 # build_base_initramfs builds ksu-init.cpio, keyed by the ksu-init binary
 # that ./build.sh build made from the same sources as the tool compiles.
 build_base_initramfs() {
 	local key file=$images/ksu-init.cpio
-	key=$(hash_text "$(hash_file "$out/bin/ksu-init")" "$(hash_tool)" "$(declare -f build_base_initramfs)")
+	key=$(hash_text "$(hash_file "$out/bin/ksu-init")" "$(hash_file "$out/bin/mkinitramfs")" "$(declare -f build_base_initramfs)")
 	[[ -f $file && $(cat "$file.key" 2>/dev/null) == "$key" ]] && return
 	log "building ksu-init.cpio"
 	mkinitramfs base -o "$file.tmp"
@@ -289,26 +240,20 @@ build_base_initramfs() {
 	printf '%s\n' "$key" >"$file.key"
 }
 
-hash_tool() {
-	if [[ -x $out/bin/mkinitramfs && -d $repo/image/mkinitramfs ]]; then
-		hash_file "$out/bin/mkinitramfs"
-	else
-		declare -f fallback_mkinitramfs | sha256sum | cut -c1-16
-	fi
-}
 
 # build_kernel_images installs kernels/RELEASE/vmlinuz and initrd.cpio (the
 # base initramfs followed by an archive of the modules the guest needs to
 # mount its root disk and reach its devices) for every kernel.
 build_kernel_images() {
 	local release dir kdir modules key args=() m
+	local -A used=()
 	for m in "${initrd_modules[@]}"; do
 		args+=(--module "$m")
 	done
 	for release in "${releases[@]}"; do
 		dir=$images/kernels/$release
 		kdir=${kernel_dirs[$release]}
-		modules=$cache/initrd/$(hash_text "$kdir" "${args[*]}" "$(hash_tool)")-modules.cpio
+		modules=$cache/initrd/$(hash_text "$kdir" "${args[*]}" "$(hash_file "$out/bin/mkinitramfs")")-modules.cpio
 		mkdir -p "$dir" "$cache/initrd"
 		if [[ ! -f $modules ]]; then
 			log "collecting the initramfs modules of $release"
@@ -316,13 +261,21 @@ build_kernel_images() {
 				--release "$release" "${args[@]}" -o "$modules.tmp"
 			mv "$modules.tmp" "$modules"
 		fi
+		used[$modules]=1
 		cmp -s "$kdir/root/boot/vmlinuz-$release" "$dir/vmlinuz" ||
 			install -m 0644 "$kdir/root/boot/vmlinuz-$release" "$dir/vmlinuz"
 		key=$(hash_text "$(hash_file "$images/ksu-init.cpio")" "$modules")
 		[[ -f $dir/initrd.cpio && $(cat "$dir/initrd.cpio.key" 2>/dev/null) == "$key" ]] && continue
-		cat "$images/ksu-init.cpio" "$modules" >"$dir/initrd.cpio.tmp"
+		# The kernel reads concatenated archives only if each starts at a
+		# multiple of 4 bytes.
+		cp "$images/ksu-init.cpio" "$dir/initrd.cpio.tmp"
+		truncate -s %4 "$dir/initrd.cpio.tmp"
+		cat "$modules" >>"$dir/initrd.cpio.tmp"
 		mv "$dir/initrd.cpio.tmp" "$dir/initrd.cpio"
 		printf '%s\n' "$key" >"$dir/initrd.cpio.key"
+	done
+	for modules in "$cache"/initrd/*-modules.cpio; do
+		[[ -n ${used[$modules]:-} ]] || rm -f "$modules"
 	done
 	prune_kernel_images
 }
