@@ -91,15 +91,15 @@ func testTinyRun(t *testing.T, ctx context.Context, g *Guest) {
 			got.Truncated, err, size)
 	}
 
-	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	short, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
 	start := time.Now()
 	_, err = g.Run(short, "/init", "sleep", "600")
 	if !errors.Is(err, ErrCommandTimeout) {
-		t.Errorf("Run(sleep 600) with a 3s deadline = %v, want ErrCommandTimeout", err)
+		t.Errorf("Run(sleep 600) with a 4s deadline = %v, want ErrCommandTimeout", err)
 	}
 	if elapsed := time.Since(start); elapsed > 10*time.Second {
-		t.Errorf("Run(sleep 600) with a 3s deadline returned after %s", elapsed)
+		t.Errorf("Run(sleep 600) with a 4s deadline returned after %s", elapsed)
 	}
 }
 

@@ -458,3 +458,23 @@ func TestClientClosed(t *testing.T) {
 	}
 	c.Close()
 }
+
+func TestRunTimeoutMargin(t *testing.T) {
+	if got := runTimeout(context.Background()); got != DefaultTimeout {
+		t.Errorf("runTimeout(no deadline) = %s, want %s", got, DefaultTimeout)
+	}
+	for _, tt := range []struct {
+		left, want time.Duration
+	}{
+		{4 * time.Second, 3 * time.Second},
+		{100 * time.Second, 95 * time.Second},
+		{0, time.Millisecond},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), tt.left)
+		got := runTimeout(ctx)
+		cancel()
+		if got > tt.want || got < tt.want-100*time.Millisecond {
+			t.Errorf("runTimeout(%s left) = %s, want about %s", tt.left, got, tt.want)
+		}
+	}
+}
