@@ -57,7 +57,7 @@ func (s *schema[T]) decode(d *decoder, v *T) error {
 	for !d.done() {
 		fv, err := d.next()
 		if err != nil {
-			return err
+			return inField(s.label(fv.num), fv.offset, err)
 		}
 		if fv.num > maxKnownField || s.index[fv.num] == 0 {
 			continue
@@ -78,6 +78,18 @@ func (s *schema[T]) decode(d *decoder, v *T) error {
 		}
 	}
 	return nil
+}
+
+// label names field num for an error: its name if the schema has it,
+// "key" when the key itself is unreadable, "field N" otherwise.
+func (s *schema[T]) label(num uint64) string {
+	switch {
+	case num == 0:
+		return "key"
+	case num <= maxKnownField && s.index[num] != 0:
+		return s.fields[s.index[num]-1].name
+	}
+	return "field " + strconv.FormatUint(num, 10)
 }
 
 // decodeBytes decodes a record held in b, which starts at stream offset

@@ -1,9 +1,6 @@
 package snapshot
 
-import (
-	"encoding/binary"
-	"strconv"
-)
+import "encoding/binary"
 
 // wireType is the low three bits of a field key: how the value that
 // follows the key is encoded.
@@ -98,7 +95,8 @@ func (d *decoder) uvarint() (uint64, error) {
 }
 
 // fieldValue is one decoded field: a number for wireVarint, bytes for
-// wireBytes, with the stream offset of the value.
+// wireBytes, with the stream offset of the value (of the bytes themselves,
+// after their length).
 type fieldValue struct {
 	num    uint64
 	wire   wireType
@@ -107,28 +105,34 @@ type fieldValue struct {
 	offset int64
 }
 
-// next reads the next field of the record.
+// next reads the next field of the record. On error, fv.num is the
+// field's number, or 0 if the key could not be read, and fv.offset is the
+// key's offset.
 func (d *decoder) next() (fieldValue, error) {
-	keyAt := d.offset()
+	fv := fieldValue{offset: d.offset()}
 	key, err := d.uvarint()
 	if err != nil {
-		return fieldValue{}, inField("key", keyAt, err)
+		return fv, err
 	}
-	fv := fieldValue{num: key >> 3, wire: wireType(key & 7), offset: d.offset()}
+	fv.num, fv.wire = key>>3, wireType(key&7)
 	if fv.num == 0 || fv.num > maxFieldNumber {
-		return fieldValue{}, inField("key", keyAt, errorf(ErrInvalid, "field number %d out of range", fv.num))
+		return fv, errorf(ErrInvalid, "field number %d out of range", fv.num)
 	}
 	switch fv.wire {
 	case wireVarint:
 		fv.u, err = d.uvarint()
 	case wireBytes:
 		fv.b, err = d.lengthDelimited()
-		fv.offset = d.offset() - int64(len(fv.b))
 	default:
 		err = errorf(ErrInvalid, "unknown wire type %d", fv.wire)
 	}
 	if err != nil {
-		return fieldValue{}, inField(fieldLabel(fv.num), keyAt, err)
+		return fv, err
+	}
+	if fv.wire == wireBytes {
+		fv.offset = d.offset() - int64(len(fv.b))
+	} else {
+		fv.offset = d.offset()
 	}
 	return fv, nil
 }
@@ -148,8 +152,3 @@ func (d *decoder) lengthDelimited() ([]byte, error) {
 
 func (d *decoder) done() bool { return d.pos >= len(d.buf) }
 
-// fieldLabel names a field by number, for errors about fields whose name
-// is not known yet.
-func fieldLabel(num uint64) string {
-	return "field " + strconv.FormatUint(num, 10)
-}
