@@ -177,7 +177,11 @@ func TestReaderErrors(t *testing.T) {
 			ErrInvalid, 1, SectionPages, "range 1 at 0x1000 overlaps"},
 		{"pages without owner", newStream().add(SectionPages, pagesPayload(&Pages{Ranges: onePage.Ranges}, page)).end(2, 4096), 0,
 			ErrInvalid, 1, SectionPages, "exactly one must be set"},
-		{"section checksum", func() []byte { b := newStream().add(SectionPipe, []byte{1 << 3, 9}).end(2, 0); b[len(b)-23] ^= 1; return b }(), 0,
+		{"section checksum", func() []byte {
+			b := newStream().add(SectionPipe, []byte{1 << 3, 9}).end(2, 0)
+			b[len(b)-23] ^= 1
+			return b
+		}(), 0,
 			ErrChecksum, 1, SectionPipe, "CRC-32C of the section"},
 		{"size from the archive header", newStream().end(1, 0), 5, ErrInvalid, 1, SectionEnd, "the archive header says 5"},
 	} {

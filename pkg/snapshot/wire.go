@@ -151,4 +151,3 @@ func (d *decoder) lengthDelimited() ([]byte, error) {
 }
 
 func (d *decoder) done() bool { return d.pos >= len(d.buf) }
-
