@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +17,16 @@ import (
 // started as Config.Binary.
 const fakeQEMUEnv = "KSU_TEST_FAKE_QEMU"
 
+// fakeParentEnv makes the test binary start a fake QEMU, print its pid and
+// wait to be killed (see fakeParent).
+const fakeParentEnv = "KSU_TEST_FAKE_PARENT"
+
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(fakeQEMUEnv); mode != "" {
 		os.Exit(fakeQEMU(mode, os.Args[1:]))
+	}
+	if workDir := os.Getenv(fakeParentEnv); workDir != "" {
+		os.Exit(fakeParent(workDir))
 	}
 	code := m.Run()
 	if testBinaries.dir != "" {
@@ -90,4 +98,37 @@ func serveFakeAgent(conn net.Conn) {
 		return
 	}
 	srv.Serve(context.Background(), conn, conn)
+}
+
+// fakeParent starts a fake QEMU with Start, prints "qemu PID" and sleeps
+// until its own parent kills it, which must take the fake QEMU along.
+func fakeParent(workDir string) int {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fake parent:", err)
+		return 1
+	}
+	os.Setenv(fakeQEMUEnv, "run")
+	os.Setenv(AccelEnv, AccelTCG)
+	kernel := filepath.Join(workDir, "vmlinuz")
+	os.WriteFile(kernel, nil, 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Start from a goroutine that ends right away, so the thread that ran
+	// Start would be free to exit if the harness did not keep it.
+	started := make(chan *Guest)
+	go func() {
+		g, err := Start(ctx, Config{Kernel: kernel, WorkDir: workDir, Binary: self})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fake parent:", err)
+		}
+		started <- g
+	}()
+	g := <-started
+	if g == nil {
+		return 1
+	}
+	fmt.Printf("qemu %d\n", g.cmd.Process.Pid)
+	time.Sleep(time.Minute)
+	return 0
 }

@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -383,4 +385,54 @@ func TestGuestFakeExits(t *testing.T) {
 	if err := g.Wait(ctx); err == nil || !strings.Contains(err.Error(), "exit status 3") {
 		t.Errorf("Wait() = %v, want exit status 3", err)
 	}
+}
+
+// TestQEMUDiesWithParent kills a process that started a (fake) QEMU and
+// checks that QEMU goes with it.
+func TestQEMUDiesWithParent(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := exec.Command(self)
+	parent.Env = append(os.Environ(), fakeParentEnv+"="+t.TempDir())
+	stdout, err := parent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Wait()
+	defer parent.Process.Kill()
+
+	var qemuPID int
+	if _, err := fmt.Fscanf(bufio.NewReader(stdout), "qemu %d\n", &qemuPID); err != nil {
+		t.Fatalf("read the fake QEMU's pid from the parent: %v", err)
+	}
+	if !processRuns(qemuPID) {
+		t.Fatalf("fake QEMU pid %d is not running before its parent dies", qemuPID)
+	}
+
+	if err := parent.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if !processRuns(qemuPID) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	syscall.Kill(qemuPID, syscall.SIGKILL)
+	t.Errorf("fake QEMU pid %d still runs 5s after its parent was killed", qemuPID)
+}
+
+// processRuns reports whether pid exists and is not a zombie.
+func processRuns(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
 }

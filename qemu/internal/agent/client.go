@@ -180,8 +180,8 @@ func (c *Client) unregister(id uint64) {
 	delete(c.pending, id)
 }
 
-// write sends req. The deadline comes from ctx, so a guest that stopped
-// reading cannot block the caller forever. A write cut short by the
+// write sends req. The write deadline comes from ctx, so a guest that
+// stopped reading cannot block the caller past it. A write cut short by the
 // deadline leaves a fragment that the agent skips (see the package doc).
 func (c *Client) write(ctx context.Context, req Request) error {
 	c.wmu.Lock()
