@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/ksu-project/ksu/pkg/klog"
 	"github.com/ksu-project/ksu/pkg/kmod"
 	"github.com/ksu-project/ksu/pkg/phase"
+	"github.com/ksu-project/ksu/pkg/snapshot"
 	"golang.org/x/sys/unix"
 )
 
@@ -180,26 +183,38 @@ func (b *boot) mountRoot() error {
 	return nil
 }
 
-// restore reports whether the initramfs carries a snapshot. It runs after
-// the root is mounted, because the snapshot's processes use files there,
-// and before the handoff; recreating the processes will go here.
+// restore checks the snapshot that the initramfs carries, if any. It runs
+// after the root is mounted, because the snapshot's processes use files
+// there, and before the handoff; recreating the processes will go here.
 //
 // Limitation: restoring is not implemented in this build. A snapshot in
-// the initramfs is reported and ignored, so the machine boots without the
-// preserved processes. Running pkg/restore in a child started with
-// b.sup.start(..., true) and waiting for its status lifts this.
+// the initramfs is verified, reported and ignored, so the machine boots
+// without the preserved processes. Running pkg/restore in a child started
+// with b.sup.start(..., true) and waiting for its status lifts this.
 func (b *boot) restore() error {
-	entries, err := os.ReadDir(initramfs.SnapshotDir)
+	dir := strings.TrimPrefix(initramfs.SnapshotDir, "/")
+	hdr, found, err := findSnapshot(os.DirFS("/"), dir)
 	switch {
-	case errors.Is(err, os.ErrNotExist) || err == nil && len(entries) == 0:
+	case !found:
 		b.log.Printf("no snapshot in %s: plain boot", initramfs.SnapshotDir)
 	case err != nil:
-		b.log.Logf(klog.LevelErr, "cannot read the snapshot, booting without restore: %v", err)
+		b.log.Logf(klog.LevelErr, "snapshot in %s is unusable, booting without restore: %v", initramfs.SnapshotDir, err)
 	default:
-		b.log.Logf(klog.LevelWarning, "snapshot found in %s (%d entries), but restore is not implemented in this build; booting without it",
-			initramfs.SnapshotDir, len(entries))
+		b.log.Printf("snapshot in %s verified: taken on kernel %s, %d bytes, %d compressed in %d parts",
+			initramfs.SnapshotDir, hdr.KernelRelease, hdr.Size, hdr.CompressedSize, hdr.Parts)
+		b.log.Logf(klog.LevelWarning, "restore is not implemented in this build; booting without the snapshot's processes")
 	}
 	return nil
+}
+
+// findSnapshot reports whether dir in fsys holds a snapshot archive and,
+// if so, reads its header and checks the payload's checksum.
+func findSnapshot(fsys fs.FS, dir string) (snapshot.ArchiveHeader, bool, error) {
+	if _, err := fs.Stat(fsys, path.Join(dir, snapshot.HeaderName)); err != nil {
+		return snapshot.ArchiveHeader{}, false, nil
+	}
+	hdr, err := snapshot.VerifyCPIO(fsys, dir)
+	return hdr, true, err
 }
 
 // handoff finds the real init in the new root, while the initramfs is

@@ -43,8 +43,8 @@ func findInit(newRoot string, candidates []string) (string, error) {
 // checkExecutable checks that path, resolved inside the directory rootFd,
 // is a regular file with an execute bit.
 func checkExecutable(rootFd int, path string) error {
-	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT}
-	fd, err := unix.Openat2(rootFd, path, &how)
+	openHow := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT}
+	fd, err := unix.Openat2(rootFd, path, &openHow)
 	if errors.Is(err, unix.ENOSYS) {
 		return checkExistsNoFollow(rootFd, path)
 	}
@@ -206,11 +206,11 @@ func removeEntry(dirFd int, name string, dev uint64, depth int) (removed, failed
 	return removed + 1, failed
 }
 
-// execInit replaces PID 1 with the real init. argv[0] is the init path,
-// followed by the arguments and environment the kernel gave ksu-init
-// (parameters it did not recognize, and everything after "--"), as the
-// kernel would have passed them to init directly. It returns only on
-// failure.
+// execInit replaces PID 1 with the real init. argv[0] is the init path.
+// The arguments and environment that follow are those the kernel gave
+// ksu-init (parameters it did not recognize, and everything after "--"),
+// as the kernel would have passed them to init directly. It returns only
+// on failure.
 func execInit(init string) error {
 	argv := append([]string{init}, os.Args[1:]...)
 	if err := unix.Exec(init, argv, os.Environ()); err != nil {

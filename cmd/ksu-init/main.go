@@ -16,8 +16,8 @@
 // ksu.onfail=reboot|poweroff|halt, what to do after a fatal error (default
 // reboot); ksu.debug for more detail.
 //
-// The snapshot, if any, is a directory in the initramfs,
-// initramfs.SnapshotDir (/ksu/snapshot).
+// The snapshot, if any, is an archive whose files the kernel unpacks into
+// initramfs.SnapshotDir (/ksu) of the initramfs; see pkg/snapshot.
 package main
 
 import (

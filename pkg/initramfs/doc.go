@@ -20,9 +20,10 @@
 package initramfs
 
 // SnapshotDir is the initramfs directory that holds the files of the
-// snapshot archive. ksu-init treats a non-empty SnapshotDir as a pending
-// restore.
-const SnapshotDir = "/ksu/snapshot"
+// snapshot archive (pkg/snapshot's WriteCPIO and NewCPIOWriter take it
+// without the leading slash, as "ksu"). ksu-init restores when the
+// archive's header file, snapshot.HeaderName, is there.
+const SnapshotDir = "/ksu"
 
 // NewRootDir is the directory of the initramfs where ksu-init mounts the
 // real root filesystem before switching to it.

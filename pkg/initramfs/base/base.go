@@ -52,7 +52,7 @@ type Options struct {
 func records() []cpio.Record {
 	dirs := []string{"dev", "proc", "sys", "run", "tmp", "lib", "lib/modules",
 		strings.TrimPrefix(initramfs.NewRootDir, "/"),
-		strings.TrimPrefix(filepath.Dir(initramfs.SnapshotDir), "/"),
+		strings.TrimPrefix(initramfs.SnapshotDir, "/"),
 	}
 	var recs []cpio.Record
 	for _, d := range dirs {

@@ -1,8 +1,11 @@
-// Command fakeinit replaces the real init in ksu-init's QEMU tests.
-// It checks what ksu-init's handoff promises: /dev, /proc, /sys and
-// /run moved into the new root; the root read-write, or read-only when
-// asked; the arguments after "--" on the kernel command line passed on; no
-// signal left ignored.
+// Command fakeinit replaces the real init in ksu-init's QEMU tests. It
+// checks what ksu-init's handoff promises:
+//
+//   - /dev, /proc, /sys and /run are moved into the new root;
+//   - the root is read-write, or read-only when the test asks;
+//   - the arguments after "--" on the kernel command line arrive;
+//   - no signal arrives ignored.
+//
 // It prints FAKEINIT PASS or FAKEINIT FAIL with the reasons, then powers
 // the guest off. It refuses to run unless it is PID 1.
 package main
