@@ -100,9 +100,9 @@ func (l Loader) LoadAll(dir string) (Summary, error) {
 	if insert == nil {
 		insert = Insert
 	}
-	log := l.Log
-	if log == nil {
-		log = klog.Discard
+	logger := l.Log
+	if logger == nil {
+		logger = klog.Discard
 	}
 	for _, p := range paths {
 		start := time.Now()
@@ -110,13 +110,13 @@ func (l Loader) LoadAll(dir string) (Summary, error) {
 		switch {
 		case err == nil:
 			sum.Loaded++
-			log.Printf("module %s loaded in %v", p, time.Since(start).Round(time.Microsecond))
+			logger.Printf("module %s loaded in %v", p, time.Since(start).Round(time.Microsecond))
 		case errors.Is(err, os.ErrExist):
 			sum.Present++
-			log.Printf("module %s already loaded", p)
+			logger.Printf("module %s already loaded", p)
 		default:
 			sum.Failed = append(sum.Failed, p)
-			log.Printf("module %s failed, continuing without it: %v", p, err)
+			logger.Printf("module %s failed, continuing without it: %v", p, err)
 		}
 	}
 	return sum, nil

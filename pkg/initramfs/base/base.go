@@ -67,7 +67,7 @@ func records() []cpio.Record {
 
 // Build compiles ksu-init with CGO_ENABLED=0 and writes the base archive
 // to opts.Output, then checks the result with Verify.
-func Build(log klog.Logger, opts Options) error {
+func Build(logger klog.Logger, opts Options) error {
 	if opts.Output == "" {
 		return errors.New("build base initramfs: no output path")
 	}
@@ -85,7 +85,7 @@ func Build(log klog.Logger, opts Options) error {
 		}
 		defer os.RemoveAll(tmp)
 	}
-	if err := create(log, src, tmp, opts); err != nil {
+	if err := create(logger, src, tmp, opts); err != nil {
 		return fmt.Errorf("build base initramfs %s: %w", opts.Output, err)
 	}
 	if err := fixRootMode(opts.Output); err != nil {
@@ -100,7 +100,7 @@ func Build(log klog.Logger, opts Options) error {
 }
 
 // create runs the u-root image builder.
-func create(log klog.Logger, src, tmp string, opts Options) error {
+func create(logger klog.Logger, src, tmp string, opts Options) error {
 	env := golang.Default(
 		golang.DisableCGO(),
 		golang.WithGOOS("linux"),
@@ -111,7 +111,7 @@ func create(log klog.Logger, src, tmp string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	return uimage.Create(llog.New(slog.LevelInfo, log.Printf),
+	return uimage.Create(llog.New(slog.LevelInfo, logger.Printf),
 		uimage.WithReplaceEnv(env),
 		uimage.WithBaseArchive(base),
 		uimage.WithCommands(&golang.BuildOpts{}, builder.Binary, filepath.Join(src, InitPackage)),
