@@ -21,11 +21,11 @@ import (
 // Stage names. Those that are phases of an update use the names of
 // pkg/phase, so the report and the logs agree.
 const (
-	stageMount   phase.Name = "mount" // early filesystems, not the root
-	stageModules            = phase.Modules
-	stageRoot    phase.Name = "root"
-	stageRestore            = phase.Restore
-	stageHandoff            = phase.Handoff
+	stageEarly   = phase.Early
+	stageModules = phase.Modules
+	stageRoot    = phase.Mount
+	stageRestore = phase.Restore
+	stageHandoff = phase.Handoff
 )
 
 // boot is the state of one ksu-init run.
@@ -50,7 +50,7 @@ func newBoot(log *klog.Kmsg) *boot {
 
 func (b *boot) stages() []stage {
 	return []stage{
-		{stageMount, (*boot).mountEarly},
+		{stageEarly, (*boot).mountEarly},
 		{stageModules, (*boot).loadModules},
 		{stageRoot, (*boot).mountRoot},
 		{stageRestore, (*boot).restore},
@@ -74,20 +74,19 @@ func (b *boot) run() {
 }
 
 // runStage runs one stage between a start and an end log line, and prints
-// the KSU-STAGE marker that tests wait for.
+// the KSU-PHASE marker that tests wait for.
 func (b *boot) runStage(st stage) error {
 	b.log.Printf("stage %s started", st.name)
 	b.timeline.Begin(st.name)
 	err := st.run(b)
 	span := b.timeline.End()
-	ms := span.Duration.Milliseconds()
 	if err != nil {
 		b.log.Printf("stage %s failed after %v", st.name, span.Duration.Round(time.Microsecond))
-		b.log.Mark("KSU-STAGE %s failed ms=%d", st.name, ms)
+		b.log.Mark("%s", span.FailedMarker())
 		return err
 	}
 	b.log.Printf("stage %s done in %v", st.name, span.Duration.Round(time.Microsecond))
-	b.log.Mark("KSU-STAGE %s done ms=%d", st.name, ms)
+	b.log.Mark("%s", span.Marker())
 	return nil
 }
 

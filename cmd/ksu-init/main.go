@@ -3,11 +3,11 @@
 //
 // It runs these stages, each logged to the kernel log and the console with
 // its duration, and each ending with a console line
-// "KSU-STAGE <name> done ms=<n>":
+// "KSU-PHASE <name> done ms=<n>" (the names are those of pkg/phase):
 //
-//	mount    devtmpfs on /dev, proc, sysfs, tmpfs on /run; open the kernel log
+//	early    devtmpfs on /dev, proc, sysfs, tmpfs on /run; open the kernel log
 //	modules  load /lib/modules/$(uname -r)/ksu-modules.load with finit_module
-//	root     find root= (waiting up to ksu.rootwait= seconds) and mount it
+//	mount    find root= (waiting up to ksu.rootwait= seconds) and mount it
 //	restore  the hook for recreating the processes of a snapshot
 //	handoff  move /dev, /proc, /sys, /run into the root, switch_root, exec init
 //

@@ -65,12 +65,12 @@ type bootCase struct {
 }
 
 var stagesDone = []string{
-	`^KSU-STAGE mount done ms=\d+`,
-	`^KSU-STAGE modules done ms=\d+`,
-	`^KSU-STAGE root done ms=\d+`,
-	`^KSU-STAGE restore done ms=\d+`,
+	`^KSU-PHASE early done ms=\d+`,
+	`^KSU-PHASE modules done ms=\d+`,
+	`^KSU-PHASE mount done ms=\d+`,
+	`^KSU-PHASE restore done ms=\d+`,
 	`^ksu-init: freed the initramfs: \d+ entries removed, 0 failed`,
-	`^KSU-STAGE handoff done ms=\d+`,
+	`^KSU-PHASE handoff done ms=\d+`,
 }
 
 func bootCases() []bootCase {
@@ -87,9 +87,9 @@ func bootCases() []bootCase {
 			name:    "missing root powers off",
 			cmdline: "root=/dev/vdz ksu.rootwait=1 ksu.onfail=poweroff -- fakeinit-arg",
 			want: []string{
-				`^KSU-STAGE modules done`,
+				`^KSU-PHASE modules done`,
 				`^ksu-init: waiting up to 1s for root device /dev/vdz`,
-				`^KSU-STAGE root failed ms=\d+`,
+				`^KSU-PHASE mount failed ms=\d+`,
 				`^KSU-FATAL root: find root device /dev/vdz: timed out after 1s; block devices present: vda \(ext4`,
 				`reboot: Power down`,
 			},
@@ -101,7 +101,7 @@ func bootCases() []bootCase {
 			want: []string{
 				`^ksu-init: snapshot in /ksu verified: taken on kernel 6\.1\.0-test, 4096 bytes, 19 compressed in 1 parts`,
 				`^ksu-init: restore is not implemented in this build`,
-				`^KSU-STAGE handoff done`,
+				`^KSU-PHASE handoff done`,
 				`^FAKEINIT PASS`,
 			},
 		},

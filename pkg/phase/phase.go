@@ -23,6 +23,7 @@ const (
 	Sync     Name = "sync"     // flush and freeze filesystems
 	Kexec    Name = "kexec"    // from reboot(LINUX_REBOOT_CMD_KEXEC) to the new kernel's start
 	Boot     Name = "boot"     // from the new kernel's start to ksu-init
+	Early    Name = "early"    // mount /dev, /proc, /sys and /run in the initramfs
 	Reserve  Name = "reserve"  // take the PIDs and TIDs the snapshot needs
 	Modules  Name = "modules"  // load the kernel modules from the initramfs
 	Mount    Name = "mount"    // mount the root and the filesystems the processes use
@@ -35,7 +36,7 @@ const (
 // All lists every phase in order.
 var All = []Name{
 	Check, Freeze, Dump, Compress, Load, Sync, Kexec,
-	Boot, Reserve, Modules, Mount, Network, Restore, Resume, Handoff,
+	Boot, Early, Reserve, Modules, Mount, Network, Restore, Resume, Handoff,
 }
 
 // Span is one finished phase.
@@ -86,4 +87,10 @@ func (t *Timeline) Summary() string {
 // ms=412". Tests and the demo wait for these lines.
 func (s Span) Marker() string {
 	return fmt.Sprintf("KSU-PHASE %s done ms=%d", s.Phase, s.Duration.Milliseconds())
+}
+
+// FailedMarker formats s as the line printed when the phase failed, e.g.
+// "KSU-PHASE mount failed ms=30012".
+func (s Span) FailedMarker() string {
+	return fmt.Sprintf("KSU-PHASE %s failed ms=%d", s.Phase, s.Duration.Milliseconds())
 }
