@@ -1,0 +1,17 @@
+// Package dump builds a snapshot of live process trees from outside the
+// processes. It seizes and interrupts every thread with ptrace, checks
+// every object the processes use before it reads any memory, and rejects
+// what the restore cannot rebuild with a *RejectError naming the process,
+// the object, its kind and the reason. Then it records the process tree,
+// threads, memory map and contents, signal state, limits and file
+// descriptors into a snapshot stream (pkg/snapshot).
+//
+// State that only the process itself can read, such as signal handlers,
+// the clear_child_tid address and the alternate signal stack, is read by
+// system calls injected into a stopped thread, using a scratch page that
+// an injected mmap creates and an injected munmap removes.
+//
+// Until Dump returns, the processes are stopped. On any error they
+// resume exactly where they were; on success they resume, stay stopped
+// or are killed, as Options.Exit requests.
+package dump

@@ -1,0 +1,198 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ksu-project/ksu/pkg/ptrace"
+	"github.com/ksu-project/ksu/pkg/snapshot"
+)
+
+// Exit is what happens to the dumped processes after a successful dump.
+type Exit int
+
+const (
+	ExitStopped Exit = iota // leave them stopped by SIGSTOP
+	ExitRunning             // let them run on
+	ExitKill                // kill them with SIGKILL
+)
+
+// Options configure Dump.
+type Options struct {
+	// PIDs are the roots of the trees to dump; their descendants are
+	// dumped with them.
+	PIDs []int
+	Exit Exit
+	// Producer names the program that writes the snapshot, for Meta.
+	Producer string
+	// Level is the zstd level (0 is the snapshot package's default).
+	Writer snapshot.WriterOptions
+}
+
+// Stats describe a finished dump.
+type Stats struct {
+	Processes int
+	Threads   int
+	Pages     uint64 // bytes of page contents written
+	Freeze    time.Duration
+	Total     time.Duration
+}
+
+// procRoot is where Dump reads process state.
+const procRoot = "/proc"
+
+// Dump writes a snapshot of the trees rooted at opts.PIDs to w.
+func Dump(w io.Writer, opts Options) (Stats, error) {
+	start := time.Now()
+	if len(opts.PIDs) == 0 {
+		return Stats{}, errors.New("dump: no process given")
+	}
+	t := ptrace.NewTracer()
+	ok := false
+	defer func() {
+		if !ok {
+			// Until the kexec, frozen processes always resume.
+			t.Close()
+		}
+	}()
+	pids, err := freeze(t, opts.PIDs)
+	if err != nil {
+		return Stats{}, err
+	}
+	stats := Stats{Processes: len(pids), Freeze: time.Since(start)}
+	procs, err := collect(t, pids)
+	if err != nil {
+		return stats, err
+	}
+	for _, p := range procs {
+		stats.Threads += len(p.proc.Threads)
+	}
+	stats.Pages, err = write(w, procs, opts)
+	if err != nil {
+		return stats, err
+	}
+	ok = true
+	if err := finish(t, pids, opts.Exit); err != nil {
+		return stats, err
+	}
+	stats.Total = time.Since(start)
+	return stats, nil
+}
+
+// write writes the snapshot stream: Meta, records, then page contents.
+func write(w io.Writer, procs []*process, opts Options) (uint64, error) {
+	sw, err := snapshot.NewWriter(w, opts.Writer)
+	if err != nil {
+		return 0, fmt.Errorf("start snapshot: %w", err)
+	}
+	meta, err := readMeta(opts.Producer)
+	if err != nil {
+		return 0, err
+	}
+	if err := sw.WriteMeta(meta); err != nil {
+		return 0, fmt.Errorf("write meta: %w", err)
+	}
+	if err := writeRecords(sw, procs); err != nil {
+		return 0, err
+	}
+	var total uint64
+	for _, p := range procs {
+		n, err := writePages(sw, p)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("write pages of process %d: %w", p.pid, err)
+		}
+	}
+	if err := sw.Close(); err != nil {
+		return total, fmt.Errorf("finish snapshot: %w", err)
+	}
+	return total, nil
+}
+
+func writeRecords(sw *snapshot.Writer, procs []*process) error {
+	files := procs[0].files
+	for _, pipe := range files.pipes {
+		if err := sw.WritePipe(pipe); err != nil {
+			return fmt.Errorf("write pipe %d: %w", pipe.ID, err)
+		}
+	}
+	for _, f := range files.files {
+		if err := sw.WriteFile(f); err != nil {
+			return fmt.Errorf("write file %d: %w", f.ID, err)
+		}
+	}
+	for _, p := range procs {
+		if err := sw.WriteProcess(p.proc); err != nil {
+			return fmt.Errorf("write process %d: %w", p.pid, err)
+		}
+	}
+	return nil
+}
+
+// finish ends the dump as exit requests, with the processes still held.
+// A pending SIGSTOP stops every thread on its way out of the ptrace stop,
+// before it runs any instruction, so the killed or stopped processes do
+// nothing after the dump.
+func finish(t *ptrace.Tracer, pids []int, exit Exit) error {
+	if exit != ExitRunning {
+		for _, pid := range pids {
+			if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
+				t.Close()
+				return fmt.Errorf("stop process %d: %w", pid, err)
+			}
+		}
+	}
+	err := t.Close()
+	if exit == ExitKill {
+		for _, pid := range pids {
+			if kerr := unix.Kill(pid, unix.SIGKILL); kerr != nil {
+				err = errors.Join(err, fmt.Errorf("kill process %d: %w", pid, kerr))
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("release dumped processes: %w", err)
+	}
+	return nil
+}
+
+func readMeta(producer string) (*snapshot.Meta, error) {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return nil, fmt.Errorf("read kernel release: %w", err)
+	}
+	bootID, err := os.ReadFile(procRoot + "/sys/kernel/random/boot_id")
+	if err != nil {
+		return nil, fmt.Errorf("read boot id: %w", err)
+	}
+	var mono, boot unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
+		return nil, fmt.Errorf("read monotonic clock: %w", err)
+	}
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot); err != nil {
+		return nil, fmt.Errorf("read boot-time clock: %w", err)
+	}
+	return &snapshot.Meta{
+		KernelRelease: unix.ByteSliceToString(uts.Release[:]),
+		BootID:        string(trimNewline(bootID)),
+		Machine:       unix.ByteSliceToString(uts.Machine[:]),
+		PageSize:      uint32(os.Getpagesize()),
+		Monotonic:     time.Duration(mono.Nano()),
+		Boottime:      time.Duration(boot.Nano()),
+		Time:          time.Now(),
+		Hostname:      unix.ByteSliceToString(uts.Nodename[:]),
+		Producer:      producer,
+	}, nil
+}
+
+func trimNewline(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		return b[:n-1]
+	}
+	return b
+}

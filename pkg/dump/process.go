@@ -1,0 +1,223 @@
+package dump
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ksu-project/ksu/pkg/procfs"
+	"github.com/ksu-project/ksu/pkg/ptrace"
+	"github.com/ksu-project/ksu/pkg/snapshot"
+)
+
+// process is one dumped process while the dump runs.
+type process struct {
+	pid   int
+	proc  *snapshot.Process
+	files *fileTable
+}
+
+// collect checks every process before it records any, so that a
+// rejected object anywhere stops the dump before memory is read.
+func collect(t *ptrace.Tracer, pids []int) ([]*process, error) {
+	var rejects []error
+	for _, pid := range pids {
+		for _, r := range check(pid) {
+			rejects = append(rejects, r)
+		}
+	}
+	if len(rejects) > 0 {
+		return nil, errors.Join(rejects...)
+	}
+	files := newFileTable()
+	var procs []*process
+	for _, pid := range pids {
+		p, err := record(t, pid, files)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, p)
+	}
+	if err := files.checkPipePeers(); err != nil {
+		return nil, err
+	}
+	if err := files.readPipes(); err != nil {
+		return nil, err
+	}
+	return procs, nil
+}
+
+// check lists every object of pid that the snapshot cannot hold.
+func check(pid int) []*RejectError {
+	var out []*RejectError
+	st, err := procfs.ReadStatus(procRoot, pid)
+	if err != nil {
+		return []*RejectError{{PID: pid, Object: "process", Kind: "status", Reason: err.Error()}}
+	}
+	out = append(out, checkStatus(pid, st)...)
+	if root, err := os.Readlink(fmt.Sprintf("%s/%d/root", procRoot, pid)); err != nil || root != "/" {
+		// Limitation: a chrooted process is rejected; restoring its root
+		// needs an injected chroot after the files are open.
+		out = append(out, notYet(pid, "root "+root, "chroot"))
+	}
+	if timers, err := procfs.ReadTimers(procRoot, pid); err != nil || len(timers) > 0 {
+		out = append(out, notYet(pid, "posix timers", "timer_create timer"))
+	}
+	out = append(out, checkMaps(pid)...)
+	out = append(out, checkFDs(pid)...)
+	return out
+}
+
+func checkStatus(pid int, st procfs.Status) []*RejectError {
+	var out []*RejectError
+	switch st.State {
+	case 'Z', 'X':
+		out = append(out, notYet(pid, "process", "zombie"))
+	case 'T':
+		// Limitation: a process stopped by a signal is rejected because
+		// the restore resumes every process; sending it SIGSTOP after
+		// the restore would lift it.
+		out = append(out, notYet(pid, "process", "stopped by a signal"))
+	}
+	if st.Seccomp != 0 {
+		out = append(out, notYet(pid, "process", "seccomp filter"))
+	}
+	for i := range 4 {
+		if st.Uid[i] != 0 || st.Gid[i] != 0 {
+			// Limitation: credentials are recorded but not restored, so
+			// a process that is not fully root is rejected. Injecting
+			// setgroups, setresgid, setresuid and capset as the last
+			// calls before the resume would lift it.
+			out = append(out, notYet(pid, "credentials", "non-root uid or gid"))
+			break
+		}
+	}
+	if st.SigPnd != 0 || st.ShdPnd != 0 {
+		// Limitation: pending signals are rejected; re-queueing them
+		// with an injected rt_tgsigqueueinfo would lift it.
+		out = append(out, notYet(pid, fmt.Sprintf("pending signals %#x", st.SigPnd|st.ShdPnd), "pending signal"))
+	}
+	return out
+}
+
+// record reads everything about stopped process pid.
+func record(t *ptrace.Tracer, pid int, files *fileTable) (*process, error) {
+	stat, err := procfs.ReadStat(procRoot, pid)
+	if err != nil {
+		return nil, err
+	}
+	st, err := procfs.ReadStatus(procRoot, pid)
+	if err != nil {
+		return nil, err
+	}
+	p := &process{pid: pid, files: files, proc: &snapshot.Process{
+		PID: int32(pid), PPID: int32(stat.PPid), PGID: int32(stat.Pgrp), SID: int32(stat.Session),
+		State: snapshot.StateRunning, ExitSignal: int32(stat.ExitSignal),
+	}}
+	if err := recordIdentity(pid, st, p.proc); err != nil {
+		return nil, err
+	}
+	if err := withScratch(t, pid, func(s *scratch) error { return recordInjected(t, s, p) }); err != nil {
+		return nil, err
+	}
+	if p.proc.FDs, err = files.recordFDs(pid); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// recordInjected records the state that needs the scratch page: the
+// threads, the signal handlers and the memory map (which needs brk).
+func recordInjected(t *ptrace.Tracer, s *scratch, p *process) error {
+	for _, tid := range t.Threads(p.pid) {
+		th, err := recordThread(t, s, tid)
+		if err != nil {
+			return err
+		}
+		p.proc.Threads = append(p.proc.Threads, th)
+	}
+	var err error
+	if p.proc.Sigactions, err = recordSigactions(t, s, p.pid); err != nil {
+		return err
+	}
+	if err := checkItimers(t, s, p.pid); err != nil {
+		return err
+	}
+	p.proc.MM, err = recordMM(t, s, p.pid)
+	return err
+}
+
+func recordIdentity(pid int, st procfs.Status, proc *snapshot.Process) error {
+	comm, err := os.ReadFile(fmt.Sprintf("%s/%d/comm", procRoot, pid))
+	if err != nil {
+		return fmt.Errorf("read comm of process %d: %w", pid, err)
+	}
+	cwd, err := os.Readlink(fmt.Sprintf("%s/%d/cwd", procRoot, pid))
+	if err != nil {
+		return fmt.Errorf("read cwd of process %d: %w", pid, err)
+	}
+	if strings.HasSuffix(cwd, " (deleted)") {
+		return notYet(pid, "cwd "+cwd, "deleted directory")
+	}
+	id := snapshot.Identity{
+		Comm: strings.TrimSuffix(string(comm), "\n"), Cwd: cwd, Root: "/", Umask: st.Umask,
+		UID: st.Uid[0], EUID: st.Uid[1], SUID: st.Uid[2], FSUID: st.Uid[3],
+		GID: st.Gid[0], EGID: st.Gid[1], SGID: st.Gid[2], FSGID: st.Gid[3],
+		Groups:         st.Groups,
+		CapInheritable: st.CapInh, CapPermitted: st.CapPrm, CapEffective: st.CapEff,
+		CapBounding: st.CapBnd, CapAmbient: st.CapAmb, NoNewPrivs: st.NoNewPrivs,
+	}
+	for res := range unix.RLIMIT_RTTIME + 1 {
+		var lim unix.Rlimit
+		if err := unix.Prlimit(pid, res, nil, &lim); err != nil {
+			return fmt.Errorf("read rlimit %d of process %d: %w", res, pid, err)
+		}
+		id.Rlimits = append(id.Rlimits, snapshot.Rlimit{Resource: int32(res), Cur: lim.Cur, Max: lim.Max})
+	}
+	proc.Identity = id
+	return nil
+}
+
+// scratch is a page mapped into a stopped process for injected calls to
+// read from and write to.
+type scratch struct {
+	tid  int
+	addr uintptr
+}
+
+func (s *scratch) read(n int) ([]byte, error) {
+	buf := make([]byte, n)
+	if _, err := ptrace.ReadMemory(s.tid, s.addr, buf); err != nil {
+		return nil, fmt.Errorf("read scratch page of thread %d: %w", s.tid, err)
+	}
+	return buf, nil
+}
+
+func (s *scratch) write(b []byte) error {
+	if _, err := ptrace.WriteMemory(s.tid, s.addr, b); err != nil {
+		return fmt.Errorf("write scratch page of thread %d: %w", s.tid, err)
+	}
+	return nil
+}
+
+// withScratch maps a scratch page into process pid with an injected mmap,
+// runs fn and unmaps the page again, also when fn fails.
+func withScratch(t *ptrace.Tracer, pid int, fn func(*scratch) error) error {
+	page := uintptr(os.Getpagesize())
+	addr, err := t.Syscall(pid, unix.SYS_MMAP, 0, page, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
+	if err != nil {
+		return fmt.Errorf("map scratch page into process %d: %w", pid, err)
+	}
+	ferr := fn(&scratch{tid: pid, addr: addr})
+	if _, err := t.Syscall(pid, unix.SYS_MUNMAP, addr, page); err != nil {
+		return errors.Join(ferr, fmt.Errorf("unmap scratch page %#x of process %d: %w", addr, pid, err))
+	}
+	return ferr
+}
+
+func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }

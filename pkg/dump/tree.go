@@ -1,0 +1,161 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/ksu-project/ksu/pkg/procfs"
+	"github.com/ksu-project/ksu/pkg/ptrace"
+)
+
+// maxFreezePasses bounds how often freeze lists the trees again after
+// new threads or children appeared while it stopped the known ones.
+const maxFreezePasses = 16
+
+// namespaces are the namespace kinds a dumped process must share with
+// the dumper, because the restore recreates processes in its own.
+var namespaces = []string{"pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"}
+
+// freeze seizes and interrupts every thread of the trees rooted at roots
+// and returns the pids in the order parents first.
+func freeze(t *ptrace.Tracer, roots []int) ([]int, error) {
+	for _, pid := range roots {
+		if pid == os.Getpid() {
+			return nil, &RejectError{PID: pid, Object: "process", Kind: "dumper", Reason: "ksu cannot dump itself"}
+		}
+	}
+	held := map[int]bool{}
+	for range maxFreezePasses {
+		pids, err := listTrees(roots)
+		if err != nil {
+			return nil, err
+		}
+		changed, err := holdAll(t, pids, held)
+		if err != nil {
+			return nil, err
+		}
+		if !changed {
+			return pids, nil
+		}
+	}
+	return nil, fmt.Errorf("freeze: threads or children still appear after %d passes", maxFreezePasses)
+}
+
+// holdAll seizes and interrupts every thread of pids and reports whether
+// any thread was new.
+func holdAll(t *ptrace.Tracer, pids []int, held map[int]bool) (bool, error) {
+	changed := false
+	for _, pid := range pids {
+		if !held[pid] {
+			if err := checkNamespaces(pid); err != nil {
+				return false, err
+			}
+		}
+		before := len(t.Threads(pid))
+		if _, err := t.SeizeProcess(pid, 0); err != nil {
+			return false, fmt.Errorf("freeze process %d: %w", pid, err)
+		}
+		if err := t.InterruptProcess(pid); err != nil {
+			return false, fmt.Errorf("freeze process %d: %w", pid, err)
+		}
+		tasks, err := procfs.Tasks(procRoot, pid)
+		if err != nil {
+			return false, fmt.Errorf("freeze process %d: %w", pid, err)
+		}
+		if len(t.Threads(pid)) != before || len(tasks) != len(t.Threads(pid)) {
+			changed = true
+		}
+		held[pid] = true
+	}
+	return changed, nil
+}
+
+// listTrees returns the roots and all their descendants, parents before
+// children.
+func listTrees(roots []int) ([]int, error) {
+	var out []int
+	seen := map[int]bool{}
+	queue := slices.Clone(roots)
+	for len(queue) > 0 && len(out) < 1<<16 {
+		pid := queue[0]
+		queue = queue[1:]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		out = append(out, pid)
+		kids, err := children(pid)
+		if err != nil {
+			return nil, err
+		}
+		queue = append(queue, kids...)
+	}
+	return out, nil
+}
+
+// children lists the children of every thread of pid from
+// /proc/PID/task/TID/children.
+func children(pid int) ([]int, error) {
+	tids, err := procfs.Tasks(procRoot, pid)
+	if err != nil {
+		return nil, fmt.Errorf("list threads of process %d: %w", pid, err)
+	}
+	var kids []int
+	for _, tid := range tids {
+		b, err := os.ReadFile(fmt.Sprintf("%s/%d/task/%d/children", procRoot, pid, tid))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the thread exited
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list children of process %d: %w", pid, err)
+		}
+		for _, f := range strings.Fields(string(b)) {
+			kid, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, fmt.Errorf("list children of thread %d: invalid pid %q", tid, f)
+			}
+			kids = append(kids, kid)
+		}
+	}
+	return kids, nil
+}
+
+// checkNamespaces rejects a process that lives in another namespace than
+// the dumper in any kind the restore would have to recreate.
+func checkNamespaces(pid int) error {
+	for _, ns := range namespaces {
+		mine, err := nsInode(fmt.Sprintf("%s/self/ns/%s", procRoot, ns))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the kernel lacks this namespace kind
+		}
+		if err != nil {
+			return err
+		}
+		theirs, err := nsInode(fmt.Sprintf("%s/%d/ns/%s", procRoot, pid, ns))
+		if err != nil {
+			return err
+		}
+		if mine != theirs {
+			// Limitation: processes in their own namespaces are rejected
+			// because the restore creates every task in the restorer's
+			// namespaces. Recreating the namespaces first (unshare in the
+			// stub, with the same ids for pid namespaces) would lift it.
+			return &RejectError{PID: pid, Object: "namespace " + ns, Kind: "namespace",
+				Reason: "differs from the dumper's; only processes in ksu's own namespaces can be dumped"}
+		}
+	}
+	return nil
+}
+
+func nsInode(path string) (uint64, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, fmt.Errorf("stat namespace %s: %w", path, err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino, nil
+}
