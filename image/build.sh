@@ -75,7 +75,7 @@ hash_tree() {
 remove_tree() {
 	local dir=$1 mounts
 	[[ -e $dir ]] || return 0
-	mounts=$(findmnt -rn -o TARGET | grep -F "$dir/" | LC_ALL=C sort -r || true)
+	mounts=$(findmnt -rn -o TARGET | awk -v prefix="$dir/" 'index($0, prefix) == 1' | LC_ALL=C sort -r)
 	if [[ -n $mounts ]]; then
 		xargs -r -d '\n' umount -l <<<"$mounts"
 	fi
@@ -88,7 +88,7 @@ check_host() {
 	for tool in apt-get apt-cache dpkg-deb debootstrap depmod mkfs.ext4 e2fsck go sha256sum flock findmnt chroot; do
 		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 	done
-	((${#missing[@]} == 0)) || die "missing commands: ${missing[*]} (./build.sh setup installs them)"
+	((${#missing[@]} == 0)) || die "missing commands: ${missing[*]}; install their packages (./build.sh setup installs most of them)"
 	for tool in ksu ksu-init ksu-agent; do
 		[[ -x $out/bin/$tool ]] || die "missing $out/bin/$tool: run ./build.sh build first"
 	done
@@ -215,10 +215,27 @@ fetch_kernels() {
 			kernel_dirs[$release]=$dir
 		fi
 	done
+	prune_unpacked_kernels
+}
+
+# prune_unpacked_kernels deletes the unpacked kernels that this run does not
+# use. Their .deb files stay in the cache.
+prune_unpacked_kernels() {
+	local dir used keep
+	for dir in "$cache"/kernels/*; do
+		[[ -d $dir ]] || continue
+		keep=
+		for used in "${kernel_dirs[@]}"; do
+			[[ $dir == "$used" ]] && keep=1
+		done
+		[[ -n $keep ]] || remove_tree "$dir"
+	done
 }
 
 # build_initramfs_tool builds image/mkinitramfs, which turns cmd/ksu-init
-# into the base initramfs and collects modules into archives.
+# into the base initramfs and collects modules into archives. It is built
+# without -trimpath, because such a build fails to find the Go toolchain
+# ("fork/exec bin/go").
 build_initramfs_tool() {
 	(cd "$repo" && CGO_ENABLED=0 go build -o "$out/bin/mkinitramfs" ./image/mkinitramfs)
 }
@@ -239,7 +256,6 @@ build_base_initramfs() {
 	mv "$file.tmp" "$file"
 	printf '%s\n' "$key" >"$file.key"
 }
-
 
 # build_kernel_images installs kernels/RELEASE/vmlinuz and initrd.cpio (the
 # base initramfs followed by an archive of the modules the guest needs to
