@@ -12,31 +12,31 @@ import (
 // appendModules writes to w a newc archive of the modules the new kernel
 // needs before its root filesystem is mounted: the drivers of the
 // devices this machine has (matched by modalias, as udev would) and the
-// root filesystem's module.
+// root filesystem's module. It returns the number of modules.
 //
 // Limitation: every device's modalias is used, not only those on the
 // path to the root disk and the network interfaces, so the archive
 // holds drivers ksu-init does not need (a few hundred KiB more, and a
 // slower module stage). Walking /sys/class/block and /sys/class/net up
 // to their buses would trim it.
-func appendModules(w io.Writer, dir, release string) error {
+func appendModules(w io.Writer, dir, release string) (int, error) {
 	idx, err := initramfs.LoadIndex(dir)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	aliases, err := initramfs.DeviceModaliases("/sys")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	names, err := rootFSModules()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	mods, err := idx.Resolve(names, aliases)
 	if err != nil {
-		return fmt.Errorf("resolve modules of kernel %s: %w", release, err)
+		return 0, fmt.Errorf("resolve modules of kernel %s: %w", release, err)
 	}
-	return initramfs.WriteModulesArchive(w, release, mods...)
+	return len(mods), initramfs.WriteModulesArchive(w, release, mods...)
 }
 
 // rootFSModules returns the module name of the root filesystem's type.

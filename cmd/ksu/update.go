@@ -76,7 +76,7 @@ func update(o updateOptions) error {
 	log.Printf("switching to kernel %s from %s", img.Release, o.kernel)
 
 	tl.Begin(phase.Load)
-	if err := loadKernel(o, img.Release); err != nil {
+	if err := loadKernel(o, img.Release, log); err != nil {
 		return err
 	}
 	log.Mark(tl.End().Marker())
@@ -122,7 +122,8 @@ func confirm(o updateOptions, release string) error {
 }
 
 // loadKernel assembles the initramfs and loads the new kernel with it.
-func loadKernel(o updateOptions, release string) error {
+func loadKernel(o updateOptions, release string, log *switchLog) error {
+	start := time.Now()
 	initrd, err := kexec.NewInitrd()
 	if err != nil {
 		return err
@@ -132,15 +133,27 @@ func loadKernel(o updateOptions, release string) error {
 	if err := appendFile(initrd, o.base); err != nil {
 		return err
 	}
-	if err := appendModules(initrd, filepath.Join(o.modulesDir, release), release); err != nil {
+	n, err := appendModules(initrd, filepath.Join(o.modulesDir, release), release)
+	if err != nil {
 		return err
 	}
+	log.Printf("initramfs: %d modules, %d KiB in %s", n, initrd.Size()>>10, since(start))
 
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return fmt.Errorf("read running kernel's command line: %w", err)
 	}
-	return kexec.Load(o.kernel, initrd, kexec.Cmdline(string(cmdline), o.appendArgs))
+	next := kexec.Cmdline(string(cmdline), o.appendArgs)
+	start = time.Now()
+	if err := kexec.Load(o.kernel, initrd, next); err != nil {
+		return err
+	}
+	log.Printf("kexec_file_load in %s, command line: %s", since(start), next)
+	return nil
+}
+
+func since(t time.Time) time.Duration {
+	return time.Since(t).Round(time.Millisecond)
 }
 
 func appendFile(w io.Writer, path string) error {

@@ -49,10 +49,14 @@ type Switch struct {
 	// Total runs from starting ksu update to the agent's first answer
 	// on the new kernel.
 	Total time.Duration
+	// Log holds the lines ksu wrote to the kernel log on the old kernel.
+	Log []string
 }
 
 var (
-	markerRE   = regexp.MustCompile(`KSU-PHASE (\w+) done ms=(\d+)`)
+	// markerRE matches the kernel log copy of a marker only: ksu-init
+	// also writes each marker to the console directly.
+	markerRE   = regexp.MustCompile(`(?:ksu|ksu-init): KSU-PHASE (\w+) done ms=(\d+)`)
 	kexecRE    = regexp.MustCompile(`ksu: kexec at `)
 	ksuInitRE  = regexp.MustCompile(`ksu-init: `)
 	handoffRE  = regexp.MustCompile(`KSU-PHASE handoff done`)
@@ -103,6 +107,14 @@ func UpdateKernel(ctx context.Context, g *qemu.Guest, to string, args ...string)
 	s.InitToHandoff = handoff.At.Sub(initLine.At)
 	s.HandoffToAgent = time.Since(handoff.At)
 	s.Phases = phasesFrom(g.Console(start))
+	for _, l := range g.Console(start) {
+		if l.Index > kexecLine.Index {
+			break
+		}
+		if _, text, ok := strings.Cut(l.Text, "ksu: "); ok {
+			s.Log = append(s.Log, text)
+		}
+	}
 	return s, nil
 }
 
@@ -152,6 +164,9 @@ func Uname(ctx context.Context, g *qemu.Guest) (string, error) {
 func (s Switch) Report() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "kernel switch %s -> %s\n", s.From, s.To)
+	for _, l := range s.Log {
+		fmt.Fprintf(&b, "  ksu: %s\n", l)
+	}
 	for _, p := range s.Phases {
 		fmt.Fprintf(&b, "  %-26s %8s\n", "phase "+string(p.Phase), p.Duration.Round(time.Millisecond))
 	}
