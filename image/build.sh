@@ -88,7 +88,7 @@ check_host() {
 	for tool in apt-get apt-cache dpkg-deb debootstrap depmod mkfs.ext4 e2fsck go sha256sum flock findmnt chroot; do
 		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 	done
-	((${#missing[@]} == 0)) || die "missing commands: ${missing[*]}; install their packages (./build.sh setup installs most of them)"
+	((${#missing[@]} == 0)) || die "missing commands: ${missing[*]} (./build.sh setup installs most of them)"
 	for tool in ksu ksu-init ksu-agent; do
 		[[ -x $out/bin/$tool ]] || die "missing $out/bin/$tool: run ./build.sh build first"
 	done
@@ -164,7 +164,7 @@ download_kernel() {
 
 # unpack_kernel DEB unpacks DEB into the cache and runs depmod, because
 # Debian's kernel packages ship no modules.dep or modules.alias. It prints
-# the directory, which holds root/ (boot/ and lib/modules/) and a file
+# the directory, which contains root/ (boot/ and lib/modules/) and a file
 # named release.
 unpack_kernel() {
 	local deb=$1 dir tmp vmlinuz release
@@ -245,8 +245,9 @@ mkinitramfs() {
 	(cd "$repo" && "$out/bin/mkinitramfs" "$@")
 }
 
-# build_base_initramfs builds ksu-init.cpio, keyed by the ksu-init binary
-# that ./build.sh build made from the same sources as the tool compiles.
+# build_base_initramfs builds ksu-init.cpio. The tool compiles cmd/ksu-init
+# itself, so the cache key uses $KSU_OUT/bin/ksu-init, which ./build.sh
+# build makes from the same sources.
 build_base_initramfs() {
 	local key file=$images/ksu-init.cpio
 	key=$(hash_text "$(hash_file "$out/bin/ksu-init")" "$(hash_file "$out/bin/mkinitramfs")" "$(declare -f build_base_initramfs)")
@@ -312,6 +313,9 @@ prune_kernel_images() {
 # bootstrap_tree prints the cached debootstrap tree of the guest packages,
 # making it first if needed. It is the slowest step because it downloads
 # and installs every guest package.
+# Limitation: the packages come from $DEBIAN_SUITE alone, without the
+# security suite's updates. The tests do not need them, and an upgrade in
+# a chroot would make the tree depend on the day it was built.
 bootstrap_tree() {
 	local key dir tmp
 	key=$(hash_text "$DEBIAN_SUITE" "$DEBIAN_MIRROR" "${guest_packages[*]}" "$(declare -f bootstrap_tree)")
@@ -461,7 +465,7 @@ write_images_env() {
 }
 
 main() {
-	(($# == 0)) || die "takes no arguments; configure it with qemu/versions and KSU_OUT, KSU_CACHE, *_KERNEL_PKG(S)"
+	(($# == 0)) || die "takes no arguments: edit qemu/versions or set KSU_OUT, KSU_CACHE, OLD_KERNEL_PKG, NEW_KERNEL_PKG, EXTRA_KERNEL_PKGS"
 	check_host
 	lock_cache
 	load_versions
