@@ -125,7 +125,13 @@ func (rs *restorer) createTasks() error {
 }
 
 func (rs *restorer) createProcess(parent int, flags uint64, p *snapshot.Process) error {
-	if err := rs.clone(parent, p.PID, flags, uint64(p.ExitSignal)); err != nil {
+	exitSignal := uint64(p.ExitSignal)
+	if flags&unix.CLONE_PARENT != 0 {
+		// clone3 rejects an exit signal with CLONE_PARENT: the task
+		// takes the stub's, SIGCHLD.
+		exitSignal = 0
+	}
+	if err := rs.clone(parent, p.PID, flags, exitSignal); err != nil {
 		return fmt.Errorf("create process %d: %w", p.PID, err)
 	}
 	rs.created = append(rs.created, int(p.PID))
