@@ -18,6 +18,8 @@ const usage = `usage: ksu COMMAND [OPTIONS]
 
 Commands:
   update   switch the running machine to another kernel with kexec
+  dump     write a snapshot of running process trees to a file
+  restore  recreate the processes of a snapshot file
   help     show this text, or "ksu help COMMAND" for one command
 
 Run "ksu COMMAND --help" for the options of a command.
@@ -31,7 +33,9 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"update": {"switch the running machine to another kernel with kexec", updateFlags},
+	"update":  {"switch the running machine to another kernel with kexec", updateFlags},
+	"dump":    {"write a snapshot of running process trees to a file", dumpFlags},
+	"restore": {"recreate the processes of a snapshot file", restoreFlags},
 }
 
 // errUsage marks an error that is the caller's usage, exit status 2.
