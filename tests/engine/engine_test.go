@@ -197,3 +197,42 @@ func TestIntegrationCounter(t *testing.T) {
 		})
 	}
 }
+
+func TestIntegrationPipeTree(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	tr := startTracee(t, dir, buildC(t, dir, "tree"))
+	pids := dumpKillRestore(t, tr)
+	if len(pids) != 2 {
+		t.Fatalf("tree of %d = %v, want parent and child", pids[0], pids)
+	}
+	ws := waitExit(t, pids[0], 20*time.Second)
+	out, _ := os.ReadFile(tr.out)
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("restored parent %d ended with %#x, want exit 0; output:\n%s", pids[0], uint32(ws), out)
+	}
+	if !strings.Contains(string(out), "PASS") {
+		t.Errorf("output = %q, want PASS", out)
+	}
+}
+
+func TestIntegrationRejectSocket(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	tr := startTracee(t, dir, buildC(t, dir, "tree"), "socket")
+	pid := tr.cmd.Process.Pid
+	var snap bytes.Buffer
+	_, err := dump.Dump(&snap, dump.Options{PIDs: []int{pid}})
+	var reject *dump.RejectError
+	if !errors.As(err, &reject) {
+		t.Fatalf("Dump(%d) = %v, want a *RejectError", pid, err)
+	}
+	for _, want := range []string{fmt.Sprintf("process %d", pid), "fd 3", "socket"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Dump(%d) = %q, want it to name %q", pid, err, want)
+		}
+	}
+	// The tree resumes: the child still reads the pipe and the parent
+	// reports PASS.
+	tr.waitOutput(t, "PASS", 10*time.Second)
+}
