@@ -236,3 +236,49 @@ func TestIntegrationRejectSocket(t *testing.T) {
 	// reports PASS.
 	tr.waitOutput(t, "PASS", 10*time.Second)
 }
+
+// BenchmarkDumpRestore1GiB reports dump and restore throughput for a
+// process with 1 GiB of anonymous memory, half of it zero pages.
+func BenchmarkDumpRestore1GiB(b *testing.B) {
+	needRoot(b)
+	dir := b.TempDir()
+	bin := buildC(b, dir, "big")
+	for range b.N {
+		tr := startTracee(b, dir, bin)
+		pid := tr.cmd.Process.Pid
+		path := filepath.Join(dir, "snap")
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		stats, err := dump.Dump(f, dump.Options{PIDs: []int{pid}})
+		f.Close()
+		if err != nil {
+			b.Fatalf("Dump(%d) = %v", pid, err)
+		}
+		dumpTime := time.Since(start)
+		tr.kill()
+		waitGone(b, []int{pid})
+		f, err = os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		_, err = restore.Restore(f, restore.Options{})
+		restoreTime := time.Since(start)
+		f.Close()
+		if err != nil {
+			b.Fatalf("Restore() = %v", err)
+		}
+		unix.Kill(pid, unix.SIGKILL)
+		waitExit(b, pid, 10*time.Second)
+		fi, _ := os.Stat(path)
+		mb := float64(1<<30) / 1e6
+		b.ReportMetric(mb/dumpTime.Seconds(), "dump-MB/s")
+		b.ReportMetric(mb/restoreTime.Seconds(), "restore-MB/s")
+		b.ReportMetric(float64(fi.Size()), "snapshot-bytes")
+		b.ReportMetric(float64(stats.Pages), "page-bytes")
+		os.Remove(path)
+	}
+}
