@@ -6,10 +6,11 @@
 // threads, memory map and contents, signal state, limits and file
 // descriptors into a snapshot stream (pkg/snapshot).
 //
-// State that only the process itself can read, such as signal handlers,
-// the clear_child_tid address and the alternate signal stack, is read by
-// system calls injected into a stopped thread, using a scratch page that
-// an injected mmap creates and an injected munmap removes.
+// Some state only the process itself can read, such as signal handlers,
+// the clear_child_tid address and the alternate signal stack. Dump reads
+// it with system calls injected into a stopped thread. Their results go
+// to a scratch page that an injected mmap creates and an injected munmap
+// removes.
 //
 // Until Dump returns, the processes are stopped. On any error they
 // resume exactly where they were; on success they resume, stay stopped

@@ -13,7 +13,7 @@ import (
 	"github.com/ksu-project/ksu/pkg/snapshot"
 )
 
-// Exit is what happens to the dumped processes after a successful dump.
+// Exit is the fate of the dumped processes after a successful dump.
 type Exit int
 
 const (
@@ -30,7 +30,7 @@ type Options struct {
 	Exit Exit
 	// Producer names the program that writes the snapshot, for Meta.
 	Producer string
-	// Level is the zstd level (0 is the snapshot package's default).
+	// Writer sets the zstd level and concurrency of the snapshot stream.
 	Writer snapshot.WriterOptions
 }
 
@@ -43,7 +43,7 @@ type Stats struct {
 	Total     time.Duration
 }
 
-// procRoot is where Dump reads process state.
+// procRoot is the proc mount that Dump reads process state from.
 const procRoot = "/proc"
 
 // Dump writes a snapshot of the trees rooted at opts.PIDs to w.

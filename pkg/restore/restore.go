@@ -28,7 +28,7 @@ type Stats struct {
 	Total     time.Duration
 }
 
-// procRoot is where Restore reads and writes process state.
+// procRoot is the proc mount that Restore reads and writes process state through.
 const procRoot = "/proc"
 
 // restorer holds the state of one restore.
