@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -176,6 +177,11 @@ static void check_timerfds(void)
 	if (interval != PERIOD_NS || left <= 0 || left > PERIOD_NS)
 		wl_fail("periodic timerfd: %lld ns left, interval %lld, want interval %lld", left,
 			interval, PERIOD_NS);
+	/* Right after READY or a restore it may not have expired yet, but it must soon. */
+	if (!poll(&(struct pollfd){ .fd = periodic, .events = POLLIN }, 1,
+		  (int)(2 * PERIOD_NS / 1000000)))
+		wl_fail("periodic timerfd: no expiration in %lld ns", 2 * PERIOD_NS);
+	elapsed = wl_now_ns(CLOCK_MONOTONIC) - armed_ns;
 	if (read(periodic, &expirations, 8) != 8 || expirations < 1 ||
 	    (long long)expirations > elapsed / PERIOD_NS + 1)
 		wl_fail("periodic timerfd: %llu expirations in %lld ns",
