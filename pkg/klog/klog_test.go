@@ -125,3 +125,38 @@ func TestSplitRecord(t *testing.T) {
 		})
 	}
 }
+
+func TestKmsgNoConsoleCopyWhenKernelEchoes(t *testing.T) {
+	var console bytes.Buffer
+	kmsg := &recordWriter{}
+	k := NewKmsg("ksu-init", &console)
+	k.AttachKernelLog(kmsg)
+	k.SetConsoleLevel(parseConsoleLevel("7\t4\t1\t7\n"))
+
+	k.Printf("shown by the kernel")
+	k.Logf(LevelDebug, "below the console level")
+	k.Mark("KSU-PHASE mount done ms=%d", 3)
+
+	if got, want := console.String(), "ksu-init: below the console level\n"; got != want {
+		t.Errorf("console = %q, want %q", got, want)
+	}
+	if got := len(kmsg.records); got != 3 {
+		t.Errorf("kernel log has %d records, want 3: %q", got, kmsg.records)
+	}
+}
+
+func TestParseConsoleLevel(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int
+	}{
+		{"7\t4\t1\t7\n", 7},
+		{"4 4 1 7", 4},
+		{"", 0},
+		{"x 4 1 7", 0},
+	} {
+		if got := parseConsoleLevel(tt.in); got != tt.want {
+			t.Errorf("parseConsoleLevel(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -26,6 +27,7 @@ const (
 	DevKmsg       = "/dev/kmsg"
 	DevConsole    = "/dev/console"
 	PrintkDevkmsg = "/proc/sys/kernel/printk_devkmsg"
+	Printk        = "/proc/sys/kernel/printk"
 )
 
 // maxRecord is the longest message text written to /dev/kmsg in one record.
@@ -38,9 +40,10 @@ const maxRecord = 900
 // maxPending bounds the lines kept for the kernel log before it is open.
 const maxPending = 64
 
-// Kmsg is a Logger for a process that runs as PID 1: each message goes to
-// the kernel log as a "<level>ident: message" record and, as
-// "ident: message", to the console.
+// Kmsg is a Logger for a process that runs as PID 1. Each message goes to
+// the kernel log as a "<level>ident: message" record. It also goes to the
+// console as "ident: message", unless the kernel prints that record on
+// the console itself (see SetConsoleLevel).
 //
 // Until AttachKernelLog or OpenKernelLog succeeds, messages go to the console
 // only and the last maxPending of them are kept, then written to the kernel
@@ -51,6 +54,10 @@ type Kmsg struct {
 	mu      sync.Mutex
 	console io.Writer
 	kmsg    io.Writer
+	// consoleLevel is the kernel's console_loglevel once known: records
+	// of a lower level reach the console through the kernel, so they are
+	// not written to it a second time. Zero means unknown.
+	consoleLevel int
 	pending []pendingLine
 	dropped int
 }
@@ -96,7 +103,33 @@ func (k *Kmsg) OpenKernelLog() error {
 		return fmt.Errorf("open kernel log: %w", err)
 	}
 	k.AttachKernelLog(f)
+	if data, err := os.ReadFile(Printk); err == nil {
+		k.SetConsoleLevel(parseConsoleLevel(string(data)))
+	}
 	return nil
+}
+
+// SetConsoleLevel records the kernel's console_loglevel, the first field
+// of /proc/sys/kernel/printk. From then on, a message the kernel prints on
+// the console itself is only written to the kernel log.
+func (k *Kmsg) SetConsoleLevel(level int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.consoleLevel = level
+}
+
+// parseConsoleLevel returns the first number of /proc/sys/kernel/printk,
+// or 0 if there is none.
+func parseConsoleLevel(printk string) int {
+	fields := strings.Fields(printk)
+	if len(fields) == 0 {
+		return 0
+	}
+	level, err := strconv.Atoi(fields[0])
+	if err != nil {
+		return 0
+	}
+	return level
 }
 
 // AttachKernelLog makes w the kernel log, then writes to it the lines that
@@ -125,19 +158,31 @@ func (k *Kmsg) Logf(level int, format string, args ...any) {
 	text := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.writeConsole(k.ident + ": " + text + "\n")
+	if !k.kernelEchoes(level) {
+		k.writeConsole(k.ident + ": " + text + "\n")
+	}
 	k.writeKmsg(level, text)
 }
 
+// kernelEchoes reports whether the kernel prints a record of level on the
+// console by itself.
+//
+// Preconditions: k.mu is held.
+func (k *Kmsg) kernelEchoes(level int) bool {
+	return k.kmsg != nil && level < k.consoleLevel
+}
+
 // Mark writes a marker line that tests and operators search the console
-// for. The console gets the line without the ident prefix, so that it
-// starts at the beginning of a line. The kernel log gets it as a
-// LevelNotice record.
+// for. The kernel log gets it as a LevelNotice record, which the kernel
+// prints on the console as "ident: marker". When the kernel would not
+// print it, the console gets the marker directly, with no ident prefix.
 func (k *Kmsg) Mark(format string, args ...any) {
 	text := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.writeConsole(text + "\n")
+	if !k.kernelEchoes(LevelNotice) {
+		k.writeConsole(text + "\n")
+	}
 	k.writeKmsg(LevelNotice, text)
 }
 
@@ -163,9 +208,13 @@ func (k *Kmsg) writeKmsg(level int, text string) {
 	}
 	for _, line := range strings.Split(text, "\n") {
 		for _, rec := range splitRecord(line, maxRecord) {
-			// Each write is one record; a failed write is already on the
-			// console, so it is not reported again.
-			_, _ = fmt.Fprintf(k.kmsg, "<%d>%s: %s\n", level, k.ident, rec)
+			// Each write is one record. A failed write is not reported
+			// again, but it reaches the console if the kernel was to
+			// print it there.
+			_, err := fmt.Fprintf(k.kmsg, "<%d>%s: %s\n", level, k.ident, rec)
+			if err != nil && k.kernelEchoes(level) {
+				k.writeConsole(k.ident + ": " + rec + "\n")
+			}
 		}
 	}
 }
