@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// skipUnmet skips a workload whose desc asks for what this host lacks.
+// skipUnmet skips a workload whose desc requires what this host lacks.
 func skipUnmet(t *testing.T, b Binary) {
 	t.Helper()
 	if b.Desc.Root && os.Geteuid() != 0 {
@@ -146,6 +146,29 @@ func TestWorkloadsPassUntouched(t *testing.T) {
 				t.Errorf("%s: Check() = FAIL, want PASS; output:\n%s", b.Name, out)
 			}
 			t.Logf("%s: verdict in %v", b.Name, time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
+
+// TestWorkloadsSurviveStop stops each workload's process group for a
+// second with SIGSTOP before the check: a workload must tolerate being
+// frozen, for any length of time, without failing.
+func TestWorkloadsSurviveStop(t *testing.T) {
+	for _, b := range builtWorkloads(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			skipUnmet(t, b)
+			w := startReady(t, b)
+			if err := syscall.Kill(-w.PID, syscall.SIGSTOP); err != nil {
+				t.Fatalf("stop process group %d: %v", w.PID, err)
+			}
+			time.Sleep(time.Second)
+			if err := syscall.Kill(-w.PID, syscall.SIGCONT); err != nil {
+				t.Fatalf("continue process group %d: %v", w.PID, err)
+			}
+			if pass, out := check(t, w); !pass {
+				t.Errorf("%s: Check() after SIGSTOP = FAIL, want PASS; output:\n%s", b.Name, out)
+			}
 		})
 	}
 }

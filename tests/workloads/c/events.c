@@ -2,7 +2,7 @@
  * events - eventfd, epoll, timerfd and signalfd, each with state inside.
  *
  * An eventfd with a count, an EFD_SEMAPHORE eventfd, an epoll fd whose
- * interest list holds ready and idle fds with their own data words, a
+ * interest list contains ready and idle fds with their own data words, a
  * one-hour timerfd, a periodic timerfd that keeps expiring, an absolute
  * CLOCK_REALTIME timerfd, and a signalfd with a standard and two queued
  * real-time signals pending.

@@ -266,7 +266,7 @@ static void check_shared_offsets(void)
 	want_offset(FORKED_FD, 1000, "fd shared with the child");
 	if (write(cmd_pipe[1], &c, 1) != 1 ||
 	    wl_read_full(reply_pipe[0], msg, sizeof(msg), WL_TIMEOUT_MS) != sizeof(msg)) {
-		wl_fail("child %d did not answer", child_pid);
+		wl_fail("child %d did not reply", child_pid);
 		return;
 	}
 	if (msg[0])

@@ -33,7 +33,7 @@
 #define SPARSE_MAX_RESIDENT 64
 #define BRK_SIZE (256UL * 1024)
 
-/* The last 16 bytes of each shared region carry the parent's token and the child's answer. */
+/* The last 16 bytes of each shared region carry the parent's token and the child's reply. */
 #define SLOT_OFF (SHARED_SIZE - 16)
 
 static unsigned char *anon, *shared_anon, *memfd_map, *priv_file, *deleted_map;
@@ -68,8 +68,8 @@ static int make_file(const char *name, size_t len, unsigned seed)
 	return fd;
 }
 
-/* answer_token runs in the child: it reads the token from both shared regions and answers token+1. */
-static void answer_token(void)
+/* reply_token runs in the child. It reads the token from both shared regions and writes token+1 back. */
+static void reply_token(void)
 {
 	uint64_t a, m, reply;
 	char msg[120] = "";
@@ -105,7 +105,7 @@ static void start_child(void)
 	while (read(cmd_pipe[0], &c, 1) != 1)
 		if (errno != EINTR)
 			_exit(3);
-	answer_token();
+	reply_token();
 	_exit(0);
 }
 
@@ -246,7 +246,7 @@ static void check_shared(void)
 	memcpy(memfd_map + SLOT_OFF, &token, 8);
 	if (write(cmd_pipe[1], &c, 1) != 1 ||
 	    wl_read_full(reply_pipe[0], msg, sizeof(msg), WL_TIMEOUT_MS) != sizeof(msg)) {
-		wl_fail("child %d did not answer", child_pid);
+		wl_fail("child %d did not reply", child_pid);
 		return;
 	}
 	if (msg[0])
@@ -254,9 +254,9 @@ static void check_shared(void)
 	memcpy(&a, shared_anon + SLOT_OFF + 8, 8);
 	memcpy(&m, memfd_map + SLOT_OFF + 8, 8);
 	if (a != token + 1)
-		wl_fail("shared anonymous: child's answer not visible to the parent");
+		wl_fail("shared anonymous: child's reply not visible to the parent");
 	if (m != token + 1)
-		wl_fail("memfd mapping: child's answer not visible to the parent");
+		wl_fail("memfd mapping: child's reply not visible to the parent");
 	if (waitpid(child_pid, &status, 0) != child_pid || status)
 		wl_fail("child %d exit status %#x", child_pid, status);
 }

@@ -1,5 +1,5 @@
 /*
- * pipes - pipes and a FIFO with data nobody has read yet.
+ * pipes - pipes and a FIFO with unread data.
  *
  * A pipe with 3000 unread bytes, a pipe grown with F_SETPIPE_SZ and
  * filled to the brim, a pipe a child wrote into, a pipe whose write end
@@ -35,7 +35,7 @@ static void fill_until_full(int fd)
 	ssize_t r;
 
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	/* The pipe holds BIG_PIPE_SIZE bytes, so it is full after that many writes at most. */
+	/* The pipe is full after BIG_PIPE_SIZE bytes, so this many writes are enough. */
 	for (int i = 0; i <= BIG_PIPE_SIZE / (int)sizeof(buf); i++) {
 		wl_fill(buf, sizeof(buf), 31, full_len);
 		r = write(fd, buf, sizeof(buf));

@@ -232,7 +232,7 @@ static void check_pending(pthread_t th)
 	want_none(SIGRTMIN + 3);
 }
 
-/* check_delivery runs the handlers, which must still behave as their flags say. */
+/* check_delivery runs the handlers, which must still behave as their flags require. */
 static void check_delivery(void)
 {
 	struct sigaction sa;

@@ -4,7 +4,7 @@
  * Both ends of an established connection live in this process. Each end
  * sends until its send buffer is full while the other reads nothing, so
  * there is unread data in both receive queues and unacknowledged data in
- * both send queues. The listener also holds a connection that was made
+ * both send queues. The listener also has a connection that was made
  * and written to but not accepted. At check time every byte must arrive
  * once, in order, and the addresses and socket options must be the same.
  */

@@ -4,7 +4,7 @@
  * ITIMER_REAL and ITIMER_VIRTUAL with time left, a periodic POSIX timer
  * that signals the process (SIGEV_SIGNAL) and one that signals a chosen
  * thread (SIGEV_THREAD_ID), a one-shot POSIX timer a day away and a
- * disarmed one; all timer ids must stay valid. A sampler thread reads
+ * disarmed one. All timer ids must stay valid. A sampler thread reads
  * CLOCK_MONOTONIC and CLOCK_BOOTTIME every millisecond and fails if
  * either ever goes backwards.
  */
@@ -195,8 +195,10 @@ static void stop_threads(void)
 	struct timespec deadline;
 	long long before = __atomic_load_n(&samples, __ATOMIC_RELAXED);
 
-	usleep(20000);
-	if (__atomic_load_n(&samples, __ATOMIC_RELAXED) == before)
+	for (int i = 0; i < WL_TIMEOUT_MS && __atomic_load_n(&samples, __ATOMIC_RELAXED) < before + 5;
+	     i++)
+		usleep(1000);
+	if (__atomic_load_n(&samples, __ATOMIC_RELAXED) < before + 5)
 		wl_fail("clock sampler thread stopped sampling");
 	__atomic_store_n(&stop_sampler, 1, __ATOMIC_RELEASE);
 	clock_gettime(CLOCK_REALTIME, &deadline);

@@ -1,9 +1,9 @@
 /*
  * udp - UDP sockets on 127.0.0.1, bound and connected, with datagrams queued.
  *
- * The bound socket has three datagrams from a connected socket and one
- * from an unconnected one waiting; the connected socket has one from the
- * bound socket waiting. Order, boundaries and source ports must stay,
+ * Three datagrams from a connected socket and one from an unconnected
+ * socket wait on the bound socket. One datagram from the bound socket
+ * waits on the connected socket. Order, boundaries and source ports must stay,
  * and the connected socket must still filter on its peer.
  */
 #define _GNU_SOURCE

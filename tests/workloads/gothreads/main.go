@@ -1,7 +1,8 @@
-// Command gothreads is a workload for the Go runtime: several OS threads
-// locked to goroutines, a thread blocked in a raw read(2), a ticker, a
-// clock sampler, a garbage-collected heap with known content, a buffered
-// channel with queued values and a thousand parked goroutines.
+// Command gothreads is a workload for the Go runtime. Its state is
+// several OS threads locked to goroutines, a thread blocked in a raw
+// read(2), a ticker and a clock sampler. It also has a garbage-collected
+// heap with known content, a buffered channel with queued values and a
+// thousand parked goroutines.
 //
 // Like the C workloads it prints READY, waits for SIGUSR2, checks its
 // state and prints PASS or "FAIL: <what differed>". After the check it
@@ -148,6 +149,7 @@ func (w *workload) build() error {
 		return fmt.Errorf("pipe: %w", err)
 	}
 	w.pipeR, w.pipeW = p[0], p[1]
+
 	w.heap = pattern(heapSize, 0x5a)
 	w.table = make(map[int]string, 10000)
 	for i := range 10000 {
@@ -157,6 +159,7 @@ func (w *workload) build() error {
 	for i := range queued {
 		w.queue <- i
 	}
+
 	ready := make(chan struct{})
 	for i := range lockedThreads {
 		w.done.Add(1)
@@ -167,6 +170,7 @@ func (w *workload) build() error {
 	for range lockedThreads + 1 {
 		<-ready
 	}
+
 	for range parked {
 		go func() { <-w.released }()
 	}
