@@ -58,8 +58,8 @@ type Kmsg struct {
 	// of a lower level reach the console through the kernel, so they are
 	// not written to it a second time. Zero means unknown.
 	consoleLevel int
-	pending []pendingLine
-	dropped int
+	pending      []pendingLine
+	dropped      int
 }
 
 type pendingLine struct {
