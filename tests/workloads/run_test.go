@@ -230,6 +230,31 @@ func TestWorkloadsDetectChanges(t *testing.T) {
 	}
 }
 
+// TestAttachChecks checks a workload through Attach, as a test does
+// after a restore, when the process is no longer its child.
+func TestAttachChecks(t *testing.T) {
+	var bin Binary
+	for _, b := range builtWorkloads(t) {
+		if b.Name == "files" {
+			bin = b
+		}
+	}
+	if bin.Path == "" {
+		t.Fatal("workload files not built")
+	}
+	started := startReady(t, bin)
+	w, err := Attach(started.PID, started.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Name != "files" {
+		t.Errorf("Attach(%d).Name = %q, want %q", started.PID, w.Name, "files")
+	}
+	if pass, out := check(t, w); !pass {
+		t.Errorf("Check() through Attach = FAIL, want PASS; output:\n%s", out)
+	}
+}
+
 func TestParseDesc(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
