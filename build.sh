@@ -12,9 +12,6 @@ out=${KSU_OUT:-$repo/out}
 cache=${KSU_CACHE:-/var/cache/ksu}
 export KSU_OUT=$out KSU_CACHE=$cache
 
-# shellcheck source=qemu/versions
-source "$repo/qemu/versions"
-
 usage() {
 	cat <<EOF
 usage: ./build.sh COMMAND
@@ -137,7 +134,7 @@ cmd_lint() {
 	fi
 	staticcheck ./... || rc=1
 	lint_greps || rc=1
-	shellcheck build.sh .ci/run image/*.sh || rc=1
+	shellcheck -x build.sh .ci/run image/*.sh tests/workloads/*.sh || rc=1
 	return $rc
 }
 
