@@ -22,9 +22,9 @@ const (
 	// size field is 8 hexadecimal digits.
 	MaxPartSize = 1<<32 - 1
 	// DefaultPartSize is the part size WriteCPIO and NewCPIOWriter use
-	// when none is given. It stays well below MaxPartSize so that no
-	// initramfs unpacker that treats sizes as signed 32-bit numbers
-	// sees a negative one.
+	// when none is given. It stays well below MaxPartSize, so a size
+	// that an initramfs unpacker reads as a signed 32-bit number is
+	// still positive.
 	DefaultPartSize = 1 << 30
 
 	maxParts            = 1000 // part names have three digits

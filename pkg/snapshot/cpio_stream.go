@@ -37,12 +37,11 @@ type CPIOWriter struct {
 	err      error
 }
 
-// NewCPIOWriter starts an archive at ws's current offset, which it first
-// rounds up to a multiple of 4 with zero bytes: the kernel finds an
-// appended archive only at such an offset from the start of the
-// initramfs, and skips zeros before it. Offsets count from ws's start,
-// which must be the start of the initramfs. partSize 0 means
-// DefaultPartSize.
+// NewCPIOWriter starts an archive at ws's current offset. It first pads
+// the offset to a multiple of 4 with zero bytes, because the kernel finds
+// an appended archive only at such an offset from the start of the
+// initramfs and skips zeros before it. Offset 0 of ws must therefore be
+// the start of the initramfs. partSize 0 means DefaultPartSize.
 func NewCPIOWriter(ws io.WriteSeeker, dir string, partSize uint64) (*CPIOWriter, error) {
 	if err := cleanDir(dir); err != nil {
 		return nil, err

@@ -366,6 +366,7 @@ func TestSnapshotThroughCPIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+
 	cw, err := NewCPIOWriter(f, "ksu", 256)
 	if err != nil {
 		t.Fatalf("NewCPIOWriter() = %v", err)
@@ -378,6 +379,7 @@ func TestSnapshotThroughCPIO(t *testing.T) {
 	if hdr.Parts < 2 {
 		t.Errorf("Finish() header has %d parts, want at least 2 so the join is tested", hdr.Parts)
 	}
+
 	b, err := os.ReadFile(f.Name())
 	if err != nil {
 		t.Fatal(err)
@@ -388,6 +390,7 @@ func TestSnapshotThroughCPIO(t *testing.T) {
 		t.Fatalf("OpenCPIO() = %v", err)
 	}
 	defer ar.Close()
+
 	r, err := NewReader(ar, ReaderOptions{Size: int64(ar.Header().Size)})
 	if err != nil {
 		t.Fatalf("NewReader() = %v", err)

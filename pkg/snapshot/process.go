@@ -53,7 +53,7 @@ func (s ProcessState) String() string {
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
 
-// Thread is one thread (task) of a process, as ptrace sees it while the
+// Thread is one thread (task) of a process, as ptrace reads it while the
 // thread is stopped.
 type Thread struct {
 	TID           int32
@@ -113,7 +113,7 @@ type Syscall struct {
 	Restart RestartMode
 }
 
-// RestartMode says how a thread that was stopped in a system call goes on
+// RestartMode is how a thread that was stopped in a system call continues
 // after the restore.
 type RestartMode uint8
 

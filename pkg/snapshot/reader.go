@@ -23,8 +23,8 @@ type ReaderOptions struct {
 
 // Reader reads a snapshot one section at a time from a zstd stream.
 // NewReader reads the Meta section; Next returns the sections after it.
-// Every error about the stream's content is a *FormatError that says
-// where the problem is.
+// Every error about the stream's content is a *FormatError with the
+// problem's location.
 type Reader struct {
 	zr        *zstd.Decoder // nil when reading a decompressed stream
 	br        *bufio.Reader
@@ -281,43 +281,62 @@ func (r *Reader) openRecord(s *Section) error {
 	return nil
 }
 
-// openPages reads the Pages record at the start of a page section and
-// leaves the page data to be streamed through the Section.
+// openPages reads and checks the Pages record at the start of a page
+// section and leaves the page data to be streamed through the Section.
 func (r *Reader) openPages(s *Section) error {
 	h := s.hdr
 	r.sawPages = true
-	if h.length < 4 {
-		return r.failAt(h, h.offset+4, errorf(ErrInvalid, "pages section length %d is shorter than its 4-byte record length", h.length))
-	}
-	var lb [4]byte
-	if err := r.readFull(lb[:]); err != nil {
-		return r.fail(h, err)
-	}
-	recLen := uint64(binary.LittleEndian.Uint32(lb[:]))
-	if recLen > maxPagesHeader || recLen > h.length-4 {
-		return r.fail(h, errorf(ErrTooLarge, "pages record length %d, limit %d and %d bytes left in the section",
-			recLen, maxPagesHeader, h.length-4))
-	}
-	recAt := r.off
-	rec := make([]byte, recLen)
-	if err := r.readFull(rec); err != nil {
-		return r.fail(h, err)
+	head, recAt, err := r.readPagesHead(h)
+	if err != nil {
+		return err
 	}
 	p := new(Pages)
-	if err := pagesSchema.decodeBytes(rec, recAt, p); err != nil {
+	if err := pagesSchema.decodeBytes(head[4:len(head)-checksumSize], recAt, p); err != nil {
 		return r.failAt(h, recAt, err)
 	}
 	if err := validatePages(p, r.meta.PageSize); err != nil {
 		return r.failAt(h, recAt, err)
 	}
-	if data := h.length - 4 - recLen; p.Size() != data {
+	if data := h.length - uint64(len(head)); p.Size() != data {
 		return r.failAt(h, recAt, errorf(ErrInvalid, "ranges hold %d bytes, the section has %d bytes of data", p.Size(), data))
 	}
 	s.pages = p
 	s.remain = p.Size()
-	s.sum = crc32.Update(crc32.Update(h.sum, castagnoli, lb[:]), castagnoli, rec)
+	s.sum = crc32.Update(h.sum, castagnoli, head)
 	r.pageBytes += p.Size()
 	return nil
+}
+
+// readPagesHead reads the start of a page section's payload: the Pages
+// record's length, the record and the record's own CRC-32C, which it
+// checks so that no range is used before it is known to be intact. It
+// returns those bytes and the record's offset.
+func (r *Reader) readPagesHead(h sectionHeader) ([]byte, int64, error) {
+	const overhead = 4 + checksumSize
+	if h.length < overhead {
+		return nil, 0, r.failAt(h, h.offset+4, errorf(ErrInvalid,
+			"pages section length %d is shorter than its record length and checksum", h.length))
+	}
+	var lb [4]byte
+	if err := r.readFull(lb[:]); err != nil {
+		return nil, 0, r.fail(h, err)
+	}
+	recLen := uint64(binary.LittleEndian.Uint32(lb[:]))
+	if recLen > maxPagesHeader || recLen > h.length-overhead {
+		return nil, 0, r.failAt(h, r.off-4, errorf(ErrTooLarge, "pages record length %d, limit %d and %d bytes left in the section",
+			recLen, maxPagesHeader, h.length-overhead))
+	}
+	recAt := r.off
+	head := make([]byte, overhead+recLen)
+	copy(head, lb[:])
+	if err := r.readFull(head[4:]); err != nil {
+		return nil, 0, r.fail(h, err)
+	}
+	body := head[:len(head)-checksumSize]
+	if got, stored := crc32.Checksum(body, castagnoli), binary.LittleEndian.Uint32(head[len(body):]); got != stored {
+		return nil, 0, r.failAt(h, recAt, errorf(ErrChecksum, "CRC-32C of the pages record is %08x, stored %08x", got, stored))
+	}
+	return head, recAt, nil
 }
 
 // readEnd reads the end section, checks its counts against what was read
@@ -352,8 +371,8 @@ func (r *Reader) readEnd(h sectionHeader) error {
 
 // Section is one section of a snapshot. Record sections decode with the
 // method named after their type. A page section's data, and the payload
-// of a section type this version does not know, stream through Read;
-// the CRC-32C is checked when the last byte has been read.
+// of a section type this version does not know, stream through Read.
+// Read checks the CRC-32C after it has returned the last byte.
 type Section struct {
 	Type   SectionType
 	Index  int    // position in the stream; Meta is 0

@@ -50,7 +50,9 @@ func record[T any](s *schema[T], v *T) []byte {
 func pagesPayload(p *Pages, data []byte) []byte {
 	rec := record(pagesSchema, p)
 	b := binary.LittleEndian.AppendUint32(nil, uint32(len(rec)))
-	return append(append(b, rec...), data...)
+	b = append(b, rec...)
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return append(b, data...)
 }
 
 func endPayload(sections, pageBytes uint64) []byte {
@@ -146,7 +148,7 @@ func TestReaderErrors(t *testing.T) {
 		{"1 TiB pages section", appendSectionLen(newStream().b, SectionPages, 1<<40, nil), 0, ErrTooLarge, 1, SectionPages, "section length 1099511627776"},
 		{"1 TiB unknown section", appendSectionLen(newStream().b, 99, 1<<40, nil), 0, ErrTooLarge, 1, 99, "limit 4294967296"},
 		{"record over limit", appendSectionLen(newStream().b, SectionProcess, MaxRecordSize+1, nil), 0, ErrTooLarge, 1, SectionProcess, "process section length"},
-		{"pages record length 2^31", appendSectionLen(newStream().b, SectionPages, 8, binary.LittleEndian.AppendUint32(nil, 1<<31)), 0,
+		{"pages record length 2^31", appendSectionLen(newStream().b, SectionPages, 12, binary.LittleEndian.AppendUint32(nil, 1<<31)), 0,
 			ErrTooLarge, 1, SectionPages, "pages record length 2147483648"},
 		{"2^16+1 threads", newStream().add(SectionProcess, manyThreads).end(2, 0), 0, ErrTooLarge, 1, SectionProcess, "threads: more than 65536 elements"},
 		{"2^16+1 groups", newStream().add(SectionProcess, manyGroups).end(2, 0), 0, ErrTooLarge, 1, SectionProcess, "identity.groups: more than 65536"},
@@ -177,6 +179,11 @@ func TestReaderErrors(t *testing.T) {
 			ErrInvalid, 1, SectionPages, "range 1 at 0x1000 overlaps"},
 		{"pages without owner", newStream().add(SectionPages, pagesPayload(&Pages{Ranges: onePage.Ranges}, page)).end(2, 4096), 0,
 			ErrInvalid, 1, SectionPages, "exactly one must be set"},
+		{"pages record checksum", func() []byte {
+			payload := pagesPayload(onePage, page)
+			payload[5] ^= 1 // inside the record; the section checksum still matches
+			return newStream().add(SectionPages, payload).end(2, 4096)
+		}(), 0, ErrChecksum, 1, SectionPages, "CRC-32C of the pages record"},
 		{"section checksum", func() []byte {
 			b := newStream().add(SectionPipe, []byte{1 << 3, 9}).end(2, 0)
 			b[len(b)-23] ^= 1
@@ -209,8 +216,8 @@ func TestFormatErrorText(t *testing.T) {
 	_, err := walk(b, 0)
 	// The process payload starts after the file header, the Meta section
 	// and the process section's header. It holds the pid (2 bytes), then
-	// one 2-byte field (key, zero length) per thread; the error points
-	// at the content of the thread over the limit, past its 2 bytes.
+	// one 2-byte field (key, zero length) per thread. The error points at
+	// the content of the thread over the limit, past its 2 bytes.
 	metaEnd := fileHeaderSize + sectionHeaderSize + len(record(metaSchema, testMeta())) + checksumSize
 	offset := metaEnd + sectionHeaderSize + 2 + 2*maxThreads + 2
 	want := "snapshot: section 1 (process), offset " + strconv.Itoa(offset) + ": threads: more than 65536 elements"
@@ -254,6 +261,7 @@ func TestReaderSkipsUnknown(t *testing.T) {
 		add(SectionPages, pagesPayload(onePage, page)).
 		add(101, bytes.Repeat([]byte{1}, 10000)).
 		end(5, 4096)
+
 	r, err := newStreamReader(bytes.NewReader(b), 0)
 	if err != nil {
 		t.Fatalf("newStreamReader() = %v", err)
@@ -275,6 +283,7 @@ func TestReaderSkipsUnknown(t *testing.T) {
 			}
 		}
 	}
+
 	if diff := cmp.Diff([]SectionType{100, SectionPipe, SectionPages, 101}, types); diff != "" {
 		t.Errorf("section types mismatch (-want +got):\n%s", diff)
 	}

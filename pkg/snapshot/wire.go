@@ -73,7 +73,7 @@ func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
 // decoder reads the fields of one record from a byte slice. base is the
-// stream offset of buf[0], so errors can say where they are.
+// stream offset of buf[0], which errors report.
 type decoder struct {
 	buf  []byte
 	pos  int

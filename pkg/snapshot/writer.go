@@ -227,6 +227,7 @@ func (w *Writer) WritePages(p *Pages, data io.Reader) error {
 	if w.err != nil {
 		return w.err
 	}
+
 	head, length := w.pagesHead(p)
 	if payload := uint64(len(head)-sectionHeaderSize) + length; payload > MaxSectionSize {
 		return fmt.Errorf("write pages section: payload is %d bytes, limit %d", payload, uint64(MaxSectionSize))
@@ -235,10 +236,12 @@ func (w *Writer) WritePages(p *Pages, data io.Reader) error {
 	if err := w.write(head); err != nil {
 		return err
 	}
-	sum, err := w.copyPages(data, p.Size(), sum)
+
+	sum, err := w.copyPages(data, length, sum)
 	if err != nil {
 		return err
 	}
+
 	var trailer [checksumSize]byte
 	binary.LittleEndian.PutUint32(trailer[:], sum)
 	if err := w.write(trailer[:]); err != nil {
@@ -251,16 +254,19 @@ func (w *Writer) WritePages(p *Pages, data io.Reader) error {
 }
 
 // pagesHead encodes the start of a page section into the record buffer:
-// the section header, the Pages record's length and the record. It
-// returns them with the length of the data that follows.
+// the section header, the Pages record's length, the record and the
+// record's CRC-32C. It returns them with the length of the data that
+// follows.
 func (w *Writer) pagesHead(p *Pages) ([]byte, uint64) {
 	var zeros [sectionHeaderSize + 4]byte
 	w.rec.buf = append(w.rec.buf[:0], zeros[:]...)
 	pagesSchema.encode(&w.rec, p)
 	recLen := len(w.rec.buf) - len(zeros)
-	size := p.Size()
-	putSectionHeader(w.rec.buf, SectionPages, 4+uint64(recLen)+size)
 	binary.LittleEndian.PutUint32(w.rec.buf[sectionHeaderSize:], uint32(recLen))
+	recSum := crc32.Checksum(w.rec.buf[sectionHeaderSize:], castagnoli)
+	w.rec.buf = binary.LittleEndian.AppendUint32(w.rec.buf, recSum)
+	size := p.Size()
+	putSectionHeader(w.rec.buf, SectionPages, uint64(len(w.rec.buf)-sectionHeaderSize)+size)
 	return w.rec.buf, size
 }
 
