@@ -19,7 +19,8 @@ usage: ./build.sh COMMAND
 commands:
   setup   install missing packages, download the kernels, build the binaries
           and the guest images (cached; a rerun with nothing changed is quick)
-  build   build the static binaries into $out/bin
+  build   build the static binaries into $out/bin and the test workloads
+          into $out/workloads
   demo    boot a guest on the old kernel and update it to the new one
   test    run every test, unit and end-to-end, with the time of each group
   bench   run the benchmarks and print their figures
@@ -71,6 +72,8 @@ cmd_build() {
 	go build "${flags[@]}" -o "$out/bin/ksu" ./cmd/ksu
 	go build "${flags[@]}" -o "$out/bin/ksu-init" ./cmd/ksu-init
 	go build "${flags[@]}" -o "$out/bin/ksu-agent" ./qemu/guestagent
+	mkdir -p "$out/workloads"
+	tests/workloads/build.sh "$out/workloads"
 }
 
 cmd_setup() {

@@ -430,7 +430,7 @@ assemble_rootfs() {
 	local tree key file=$images/rootfs.img stage
 	tree=$(configure_tree)
 	key=$(hash_text "$tree" "$(hash_file "$out/bin/ksu")" "$(hash_file "$out/bin/ksu-agent")" \
-		"$(hash_file "$images/ksu-init.cpio")" "$(hash_tree "$repo/tests/workloads/bin")" \
+		"$(hash_file "$images/ksu-init.cpio")" "$(hash_tree "$out/workloads")" \
 		"$rootfs_size" "$(declare -f assemble_rootfs)")
 	[[ -f $file && $(cat "$file.key" 2>/dev/null) == "$key" ]] && return
 	log "assembling rootfs.img"
@@ -441,9 +441,9 @@ assemble_rootfs() {
 	install -D -m 0755 "$out/bin/ksu" "$stage/root/usr/sbin/ksu"
 	install -D -m 0755 "$out/bin/ksu-agent" "$stage/root/usr/local/sbin/ksu-agent"
 	install -D -m 0644 "$images/ksu-init.cpio" "$stage/root/usr/lib/ksu/ksu-init.cpio"
-	if [[ -d $repo/tests/workloads/bin ]]; then
+	if [[ -d $out/workloads ]]; then
 		mkdir -p "$stage/root/usr/local/lib/ksu-tests"
-		cp -R --preserve=mode "$repo/tests/workloads/bin/." "$stage/root/usr/local/lib/ksu-tests/"
+		cp -R --preserve=mode "$out/workloads/." "$stage/root/usr/local/lib/ksu-tests/"
 	fi
 	rm -f "$file.tmp"
 	truncate -s "$rootfs_size" "$file.tmp"
