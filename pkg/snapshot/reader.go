@@ -222,9 +222,11 @@ func (r *Reader) readMeta() error {
 }
 
 // Next returns the next section after Meta, or io.EOF after the end
-// section has been read and checked. Any part of the previous section's
-// payload that was not read is read now and checked against its CRC-32C.
-// A Section is valid until the next call to Next.
+// section has been read and checked. It first reads whatever the caller
+// left unread of the previous section and checks that section's CRC-32C,
+// so a caller that reads exactly the page data learns of damage from
+// Next. Only io.EOF from Next vouches for the whole stream. A Section is
+// valid until the next call to Next.
 func (r *Reader) Next() (*Section, error) {
 	if r.err != nil {
 		return nil, r.err
