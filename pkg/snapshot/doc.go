@@ -143,6 +143,7 @@
 //	socket options                   1024
 //	messages per socket queue        65536
 //	descriptors per socket message   1024
+//	pending connections per socket   65536
 //
 // # Records
 //
@@ -450,6 +451,7 @@
 //	  11  recv             repeated SocketMessage
 //	  12  send             repeated SocketMessage
 //	  13  tcp              optional TCPRepair
+//	  14  pending          packed uint64
 //
 //	SockOpt
 //	   1  level            int32
@@ -498,11 +500,11 @@
 // constants, clock ids, wait statuses and socket address structures.
 //
 // References between records use ids: FD.file, EpollTarget.file,
-// SocketMessage.files and Socket.peer name a File.id; File.pipe_id
-// names a Pipe.id; File.shm_id, VMA.shm_id and Pages.shm_id name a
-// SharedMemory.id. Ids are never 0, and writers keep them unique per
-// section type. The reader does not resolve references; the restore
-// does.
+// SocketMessage.files, Socket.peer and Socket.pending name a File.id;
+// File.pipe_id names a Pipe.id; File.shm_id, VMA.shm_id and
+// Pages.shm_id name a SharedMemory.id. Ids are never 0, and writers
+// keep them unique per section type. The reader does not resolve
+// references; the restore does.
 //
 // # Archive
 //

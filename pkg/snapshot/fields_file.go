@@ -67,6 +67,7 @@ var socketSchema = newSchema("Socket",
 	repeatedField(11, "recv", func(s *Socket) *[]SocketMessage { return &s.Recv }, socketMessageSchema, maxMessages),
 	repeatedField(12, "send", func(s *Socket) *[]SocketMessage { return &s.Send }, socketMessageSchema, maxMessages),
 	optionalField(13, "tcp", func(s *Socket) **TCPRepair { return &s.TCP }, tcpRepairSchema),
+	packedField(14, "pending", func(s *Socket) *[]uint64 { return &s.Pending }, maxPendingConns),
 )
 
 var sockOptSchema = newSchema("SockOpt",

@@ -127,6 +127,11 @@ type Socket struct {
 	Recv     []SocketMessage // receive queue, oldest first
 	Send     []SocketMessage // send queue, oldest first
 	TCP      *TCPRepair
+	// Pending lists the File.IDs of the connections that wait in a
+	// listening Unix socket's accept queue, oldest first. Those Files
+	// are the server ends that accept would return; no descriptor
+	// refers to them, and their Peer is the connecting socket.
+	Pending []uint64
 }
 
 // SockOpt is a socket option as getsockopt returns it.

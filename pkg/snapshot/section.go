@@ -44,6 +44,7 @@ const (
 	maxSockOpts     = 1 << 10
 	maxMessages     = 1 << 16 // messages per socket queue
 	maxMessageFiles = 1 << 10 // descriptors in flight per message
+	maxPendingConns = 1 << 16 // connections in a listening socket's accept queue
 )
 
 // SectionType identifies what a section's payload holds.
