@@ -22,9 +22,8 @@ const (
 	// size field is 8 hexadecimal digits.
 	MaxPartSize = 1<<32 - 1
 	// DefaultPartSize is the part size WriteCPIO and NewCPIOWriter use
-	// when none is given. It stays well below MaxPartSize, so a size
-	// that an initramfs unpacker reads as a signed 32-bit number is
-	// still positive.
+	// when none is given. It keeps every size below 2^31, a precaution
+	// for unpackers that keep sizes in signed 32-bit integers.
 	DefaultPartSize = 1 << 30
 
 	maxParts            = 1000 // part names have three digits

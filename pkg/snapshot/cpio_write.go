@@ -29,6 +29,10 @@ type newcWriter struct {
 }
 
 // newcHeader encodes the newc header of an entry.
+//
+// N.B. The header's Checksum stays 0. When it is set, go-cpio writes the
+// "070702" magic into its package-level magic slice, which would give
+// every later header of the process that magic.
 func newcHeader(name string, mode cpio.FileMode, size, inode int64) ([]byte, error) {
 	var buf bytes.Buffer
 	hw := cpio.NewWriter(&buf)

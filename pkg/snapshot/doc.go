@@ -35,8 +35,8 @@
 //
 // A snapshot file is a zstd stream (RFC 8878). The writer emits frames
 // with content checksums and a window of 8 MiB; readers accept windows
-// up to 64 MiB. All offsets in this description and in errors
-// count bytes of the decompressed stream, which is:
+// up to 64 MiB. All offsets in this description and in errors count
+// bytes of the decompressed stream, which is:
 //
 //	offset  size  content
 //	     0    16  file header
@@ -73,7 +73,7 @@
 //	   3  File           File record (an open file description)
 //	   4  Pipe           Pipe record
 //	   5  SharedMemory   SharedMemory record
-//	   6  Pages          Pages record with its length in front, then page data
+//	   6  Pages          record length, Pages record, its CRC-32C, page data
 //	   7  End            End record
 //
 // Order: Meta is section 0 and appears once. Record sections (types 2 to
@@ -82,9 +82,9 @@
 // Sections of a type the reader does not know may appear anywhere
 // between Meta and End. End is the last section and nothing follows it:
 // a stream that ends elsewhere, even at a section boundary, is
-// truncated. The End record
-// counts the sections before it (Meta included) and the page data bytes
-// of all Pages sections, and a reader checks both counts.
+// truncated. The End record counts the sections before it (Meta
+// included) and the page data bytes of all Pages sections, and a reader
+// checks both counts.
 //
 // A Pages section's payload is:
 //
@@ -94,12 +94,14 @@
 //	+------------+------------------+----------+---------------------------+
 //
 // The inner CRC-32C covers the record length and the record, so a reader
-// can trust the ranges before it writes any data to them; the section's
+// can trust the ranges before it writes any data to them. The section's
 // CRC-32C still covers the whole payload. The data's length is the sum of
-// the ranges' lengths and must equal the rest of the payload. A Pages record names either a process (pid >
-// 0, shm_id 0, addresses are virtual addresses) or a SharedMemory object
-// (shm_id set, pid 0, addresses are offsets into the object). It has 1 to
-// 65536 ranges. Each range is non-empty, starts and ends on a multiple of
+// the ranges' lengths and must equal the rest of the payload.
+//
+// A Pages record names either a process (pid > 0, shm_id 0, addresses
+// are virtual addresses) or a SharedMemory object (shm_id set, pid 0,
+// addresses are offsets into the object). It has 1 to 65536 ranges.
+// Each range is non-empty, starts and ends on a multiple of
 // Meta.page_size, does not wrap past 2^64, and starts at or after the
 // end of the range before it. Pages absent from every Pages section are
 // zero in VMAAnon and shared memory mappings, and read from the file in
@@ -124,7 +126,9 @@
 // allocates memory for it. A record payload is read into memory that
 // grows with the bytes actually read, so a claimed length larger than
 // the data that follows fails when the data runs out, without an
-// allocation of the claimed size.
+// allocation of the claimed size. The format has no element counts: a
+// list is as long as the elements actually present, so a forged count
+// has nothing to act on.
 //
 //	any section payload              4 GiB (2^32 bytes)
 //	record section payload           256 MiB (2^28 bytes), all types except Pages

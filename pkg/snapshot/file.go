@@ -8,6 +8,11 @@ import (
 // File is an open file description: what one or more file descriptors,
 // in one or more processes, refer to. Processes name it by ID in their FD
 // tables. Of the kind-specific fields, only the one for Kind is set.
+//
+// Limitation: there are no fields yet for file locks (flock, POSIX
+// locks), F_SETOWN owners, or inotify and fanotify instances, so a
+// snapshot cannot preserve files that use them. Adding fields is a minor
+// version change that older readers skip.
 type File struct {
 	ID    uint64 // snapshot-wide identity, never 0
 	Kind  FileKind

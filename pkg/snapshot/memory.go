@@ -38,8 +38,8 @@ type VMA struct {
 	Madvise Madvise
 }
 
-// VMAKind is what backs a mapping. It decides how the restore recreates
-// the mapping and which pages the snapshot must carry.
+// VMAKind is the backing of a mapping. It decides how the restore
+// recreates the mapping and which pages the snapshot must carry.
 type VMAKind uint8
 
 // Mapping kinds. For VMAAnon, a page absent from the page sections reads

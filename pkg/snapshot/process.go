@@ -113,8 +113,8 @@ type Syscall struct {
 	Restart RestartMode
 }
 
-// RestartMode is how a thread that was stopped in a system call continues
-// after the restore.
+// RestartMode is the way a thread that was stopped in a system call
+// continues after the restore.
 type RestartMode uint8
 
 // Restart modes, named after what the kernel does on the return path.

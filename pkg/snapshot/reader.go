@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"slices"
@@ -24,7 +25,7 @@ type ReaderOptions struct {
 // Reader reads a snapshot one section at a time from a zstd stream.
 // NewReader reads the Meta section; Next returns the sections after it.
 // Every error about the stream's content is a *FormatError with the
-// problem's location.
+// problem's location, or a *VersionError for an unknown major version.
 type Reader struct {
 	zr        *zstd.Decoder // nil when reading a decompressed stream
 	br        *bufio.Reader
@@ -47,7 +48,7 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 	}
 	zr, err := zstd.NewReader(r, dopts...)
 	if err != nil {
-		return nil, &FormatError{Section: -1, Err: err}
+		return nil, fmt.Errorf("create zstd decoder: %w", err)
 	}
 	sr, err := newStreamReader(zr, opts.Size)
 	if err != nil {
@@ -134,7 +135,7 @@ func (r *Reader) readSectionHeader() (sectionHeader, error) {
 	h := sectionHeader{index: r.index, offset: r.off}
 	var b [sectionHeaderSize]byte
 	if err := r.readFull(b[:]); err != nil {
-		if r.off == h.offset {
+		if r.off == h.offset && errors.Is(err, ErrTruncated) {
 			err = errorf(ErrTruncated, "stream ends before the end section")
 		}
 		return h, r.fail(h, err)

@@ -20,6 +20,11 @@ const (
 
 // Size and count limits. A reader rejects anything larger before it
 // allocates for it, so a corrupted length cannot exhaust memory.
+//
+// Limitation: a process beyond a count limit (more than 65536 threads,
+// 262144 mappings, ...) cannot be dumped, because the writer rejects it.
+// Raising a limit changes no encoding, only which snapshots older
+// readers accept, so it needs no new major version.
 const (
 	// MaxSectionSize bounds any section's payload. Page and unknown
 	// sections are streamed, so it bounds reading, not memory.

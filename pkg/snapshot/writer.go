@@ -120,12 +120,20 @@ func (w *Writer) WriteMeta(m *Meta) error {
 	if err := checkPageSize(m.PageSize); err != nil {
 		return fmt.Errorf("write meta section: %w", err)
 	}
-	if err := writeRecord(w, SectionMeta, metaSchema, m); err != nil {
+	if err := writeRecord(w, SectionMeta, "", metaSchema, m); err != nil {
 		return err
 	}
 	w.pageSize = m.PageSize
 	w.stage = stageRecords
 	return nil
+}
+
+// parenthesize returns " (label)", or "" for an empty label.
+func parenthesize(label string) string {
+	if label == "" {
+		return ""
+	}
+	return " (" + label + ")"
 }
 
 func checkPageSize(n uint32) error {
@@ -140,7 +148,7 @@ func (w *Writer) WriteProcess(p *Process) error {
 	if p.PID <= 0 {
 		return fmt.Errorf("write process section: pid %d is not positive", p.PID)
 	}
-	return writeRecordSection(w, SectionProcess, processSchema, p)
+	return writeRecordSection(w, SectionProcess, fmt.Sprintf("pid %d", p.PID), processSchema, p)
 }
 
 // WriteFile writes a File section (an open file description).
@@ -148,7 +156,7 @@ func (w *Writer) WriteFile(f *File) error {
 	if f.ID == 0 {
 		return errors.New("write file section: id is 0")
 	}
-	return writeRecordSection(w, SectionFile, fileSchema, f)
+	return writeRecordSection(w, SectionFile, fmt.Sprintf("id %d", f.ID), fileSchema, f)
 }
 
 // WritePipe writes a Pipe section.
@@ -156,7 +164,7 @@ func (w *Writer) WritePipe(p *Pipe) error {
 	if p.ID == 0 {
 		return errors.New("write pipe section: id is 0")
 	}
-	return writeRecordSection(w, SectionPipe, pipeSchema, p)
+	return writeRecordSection(w, SectionPipe, fmt.Sprintf("id %d", p.ID), pipeSchema, p)
 }
 
 // WriteSharedMemory writes a SharedMemory section.
@@ -164,24 +172,26 @@ func (w *Writer) WriteSharedMemory(s *SharedMemory) error {
 	if s.ID == 0 {
 		return errors.New("write shared memory section: id is 0")
 	}
-	return writeRecordSection(w, SectionSharedMemory, sharedMemorySchema, s)
+	return writeRecordSection(w, SectionSharedMemory, fmt.Sprintf("id %d", s.ID), sharedMemorySchema, s)
 }
 
 // writeRecordSection writes a record section after checking that record
-// sections are still allowed.
-func writeRecordSection[T any](w *Writer, t SectionType, s *schema[T], v *T) error {
+// sections are still allowed. label names the record in errors.
+func writeRecordSection[T any](w *Writer, t SectionType, label string, s *schema[T], v *T) error {
 	switch w.stage {
 	case stageMeta:
-		return fmt.Errorf("write %v section: the meta section must come first", t)
-	case stagePages, stageClosed:
-		return fmt.Errorf("write %v section: record sections must come before the page sections", t)
+		return fmt.Errorf("write %v section (%s): the meta section must come first", t, label)
+	case stagePages:
+		return fmt.Errorf("write %v section (%s): record sections must come before the page sections", t, label)
+	case stageClosed:
+		return fmt.Errorf("write %v section (%s): writer is closed", t, label)
 	}
-	return writeRecord(w, t, s, v)
+	return writeRecord(w, t, label, s, v)
 }
 
 // writeRecord encodes v and writes it as one section: header, payload,
 // CRC-32C.
-func writeRecord[T any](w *Writer, t SectionType, s *schema[T], v *T) error {
+func writeRecord[T any](w *Writer, t SectionType, label string, s *schema[T], v *T) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -190,11 +200,11 @@ func writeRecord[T any](w *Writer, t SectionType, s *schema[T], v *T) error {
 	w.rec.err = nil
 	s.encode(&w.rec, v)
 	if w.rec.err != nil {
-		return fmt.Errorf("write %v section: %w", t, w.rec.err)
+		return fmt.Errorf("write %v section%s: %w", t, parenthesize(label), w.rec.err)
 	}
 	n := len(w.rec.buf) - sectionHeaderSize
 	if n > MaxRecordSize {
-		return fmt.Errorf("write %v section: record is %d bytes, limit %d", t, n, MaxRecordSize)
+		return fmt.Errorf("write %v section%s: encoded record is %d bytes, limit %d", t, parenthesize(label), n, MaxRecordSize)
 	}
 	putSectionHeader(w.rec.buf, t, uint64(n))
 	sum := crc32.Checksum(w.rec.buf, castagnoli)
@@ -304,7 +314,7 @@ func (w *Writer) Close() error {
 	}
 	if w.err == nil {
 		e := end{Sections: w.sections, PageBytes: w.pageBytes}
-		_ = writeRecord(w, SectionEnd, endSchema, &e)
+		_ = writeRecord(w, SectionEnd, "", endSchema, &e)
 	}
 	w.stage = stageClosed
 	if err := w.enc.Close(); err != nil && w.err == nil {
