@@ -13,6 +13,7 @@ import (
 // Write newc archives to it in order; Load hands it to the kernel.
 type Initrd struct {
 	f    *os.File
+	pos  int64 // offset of the next Write
 	size int64
 }
 
@@ -25,17 +26,29 @@ func NewInitrd() (*Initrd, error) {
 	return &Initrd{f: os.NewFile(uintptr(fd), "memfd:ksu-initramfs")}, nil
 }
 
-// Write appends p to the initramfs.
+// Write writes p at the current offset, the end unless Seek moved it.
 func (i *Initrd) Write(p []byte) (int, error) {
 	n, err := i.f.Write(p)
-	i.size += int64(n)
+	i.pos += int64(n)
+	i.size = max(i.size, i.pos)
 	if err != nil {
 		return n, fmt.Errorf("write initramfs: %w", err)
 	}
 	return n, nil
 }
 
-// Size returns the number of bytes written so far.
+// Seek sets the offset of the next Write, so that a writer such as
+// snapshot.CPIOWriter can rewrite a header it wrote earlier.
+func (i *Initrd) Seek(offset int64, whence int) (int64, error) {
+	pos, err := i.f.Seek(offset, whence)
+	if err != nil {
+		return pos, fmt.Errorf("seek initramfs: %w", err)
+	}
+	i.pos = pos
+	return pos, nil
+}
+
+// Size returns the size of the initramfs so far.
 func (i *Initrd) Size() int64 { return i.size }
 
 // Close frees the initramfs memory unless the kernel holds a loaded copy.
