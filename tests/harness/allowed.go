@@ -1,0 +1,129 @@
+package harness
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Allowance is one difference between a capture before the dump and one
+// after the restore that Compare accepts.
+type Allowance struct {
+	What   string
+	Reason string
+}
+
+// Allowed is the complete list of accepted differences. Compare applies
+// each one in normalize and nowhere else, and reports any other difference.
+var Allowed = []Allowance{
+	{"stat start_time, CPU times, boot id, kernel release",
+		"not captured: the restored process is a new kernel task, and a kernel switch changes boot id and release"},
+	{"status counters (VmRSS, context switches, SigQ) and the run state",
+		"not captured: they change by the moment or count per user, but a zombie must stay a zombie"},
+	{"PPid of the tree's root",
+		"the restore makes the root a child of ksu restore, which exits, so the root is reparented to init"},
+	{"inode numbers in pipe:[N], socket:[N] and anon_inode:[N] fd targets",
+		"the restore creates new kernel objects; the numbers are replaced by their order of first appearance, so which fds share an object is still compared"},
+	{"device and inode of mappings of deleted files, memfds and SysV or shared anonymous memory",
+		"the restore recreates the backing object; the path and the addresses are still compared"},
+	{"[vvar] and [vvar_vclock] mappings",
+		"kernel data pages whose number and layout depend on the kernel (6.12 split out [vvar_vclock]); [vdso] is still compared"},
+}
+
+var (
+	inodeTargetRE = regexp.MustCompile(`^(pipe|socket|anon_inode):\[(\d+)\]$`)
+	vvarPaths     = map[string]bool{"[vvar]": true, "[vvar_vclock]": true}
+)
+
+// normalize returns a copy of t with the Allowed differences removed.
+func normalize(t Tree) Tree {
+	out := Tree{Root: t.Root}
+	renumber := inodeRenumberer()
+	for _, p := range t.Processes {
+		q := p
+		q.Status = copyMap(p.Status)
+		if p.PID == t.Root {
+			delete(q.Status, "PPid")
+		}
+		q.Maps = normalizeMaps(p.Maps)
+		q.FDs = map[int]string{}
+		for _, fd := range sortedKeys(p.FDs) {
+			q.FDs[fd] = renumber(p.FDs[fd])
+		}
+		out.Processes = append(out.Processes, q)
+	}
+	return out
+}
+
+// inodeRenumberer returns a function that replaces the inode number of
+// a pipe, socket or anon_inode target by "#k", its order of first
+// appearance among the targets it was given.
+func inodeRenumberer() func(string) string {
+	seen := map[string]int{}
+	return func(target string) string {
+		m := inodeTargetRE.FindStringSubmatch(target)
+		if m == nil {
+			return target
+		}
+		key := m[1] + ":" + m[2]
+		k, ok := seen[key]
+		if !ok {
+			k = len(seen) + 1
+			seen[key] = k
+		}
+		return fmt.Sprintf("%s:[#%d]", m[1], k)
+	}
+}
+
+// normalizeMaps drops the vvar mappings and blanks the device and inode
+// of mappings whose backing object the restore recreates. A maps line
+// reads "START-END PERMS OFFSET DEV INODE [PATH]", with runs of spaces
+// already reduced to one.
+func normalizeMaps(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		f := strings.SplitN(l, " ", 6)
+		if len(f) < 5 {
+			out = append(out, l)
+			continue
+		}
+		path := ""
+		if len(f) == 6 {
+			path = f[5]
+		}
+		if vvarPaths[path] {
+			continue
+		}
+		if recreatedBacking(path) {
+			f[3], f[4] = "-", "-"
+		}
+		out = append(out, strings.Join(f, " "))
+	}
+	return out
+}
+
+// recreatedBacking reports whether a mapping's path names an object
+// that the restore recreates rather than reopens.
+func recreatedBacking(path string) bool {
+	return strings.HasSuffix(path, " (deleted)") ||
+		strings.HasPrefix(path, "/memfd:") ||
+		strings.HasPrefix(path, "/SYSV")
+}
+
+func copyMap(m map[string]string) map[string]string {
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+func sortedKeys(m map[int]string) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	return keys
+}

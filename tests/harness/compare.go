@@ -1,0 +1,40 @@
+package harness
+
+import (
+	"fmt"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// Compare returns the differences between a capture before the dump and
+// one after the restore, other than those in Allowed: one entry per
+// process that is missing, extra or different, with a cmp diff
+// (-before +after).
+func Compare(before, after Tree) []string {
+	b, a := normalize(before), normalize(after)
+	var diffs []string
+	if b.Root != a.Root {
+		diffs = append(diffs, fmt.Sprintf("root pid %d, want %d", a.Root, b.Root))
+	}
+	afterByPID := map[int]Process{}
+	for _, p := range a.Processes {
+		afterByPID[p.PID] = p
+	}
+	for _, want := range b.Processes {
+		got, ok := afterByPID[want.PID]
+		if !ok {
+			diffs = append(diffs, fmt.Sprintf("pid %d (%s) missing after the restore", want.PID, want.Comm))
+			continue
+		}
+		delete(afterByPID, want.PID)
+		if d := cmp.Diff(want, got); d != "" {
+			diffs = append(diffs, fmt.Sprintf("pid %d (%s) differs (-before +after):\n%s", want.PID, want.Comm, d))
+		}
+	}
+	for _, p := range a.Processes {
+		if _, extra := afterByPID[p.PID]; extra {
+			diffs = append(diffs, fmt.Sprintf("pid %d (%s) is new after the restore", p.PID, p.Comm))
+		}
+	}
+	return diffs
+}
