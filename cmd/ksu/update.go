@@ -22,6 +22,7 @@ type updateOptions struct {
 	base       string
 	modulesDir string
 	yes        bool
+	pids       pidList // roots of the process trees to preserve
 }
 
 func updateFlags(fs *flag.FlagSet) func([]string) error {
@@ -32,8 +33,9 @@ func updateFlags(fs *flag.FlagSet) func([]string) error {
 	fs.StringVar(&o.modulesDir, "modules-dir", "/lib/modules",
 		"where the new kernel's modules are installed, one directory per release")
 	fs.BoolVar(&o.yes, "yes", false, "switch without asking; required when not on a terminal")
+	fs.Var(&o.pids, "pid", "root of a process tree to preserve across the switch; repeat for several trees")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: ksu update --kernel VMLINUZ [--append ARGS] [--yes]
+		fmt.Fprint(fs.Output(), `usage: ksu update --kernel VMLINUZ [--pid PID...] [--append ARGS] [--yes]
 
 Switch the running machine to the kernel VMLINUZ with kexec. The new
 kernel starts with ksu's initramfs, which loads the modules for the root
@@ -41,8 +43,13 @@ disk and the network, mounts the root filesystem and starts the real
 init. Its command line is the running one's, less BOOT_IMAGE= and
 initrd=, plus ARGS, plus panic=10 unless a panic= is given.
 
+With --pid, the process trees rooted at each PID are checked, then
+frozen and dumped into the initramfs; ksu-init recreates them, with the
+same PIDs, before it starts the real init, and writes what it restored
+to /run/ksu/report.json.
+
 Until the kexec, a failure changes nothing: the loaded kernel is
-unloaded and the filesystems are thawed.
+unloaded, the filesystems are thawed and the frozen processes resume.
 
 Options:
 `)
@@ -69,19 +76,35 @@ func update(o updateOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := checkTrees(o.pids); err != nil {
+		return err
+	}
 	log.Mark(tl.End().Marker())
 	if err := confirm(o, img.Release); err != nil {
 		return err
 	}
 	log.Printf("switching to kernel %s from %s", img.Release, o.kernel)
 
-	tl.Begin(phase.Load)
-	if err := loadKernel(o, img.Release, log); err != nil {
+	// The base and modules archives are assembled before the freeze, so
+	// that the preserved processes do not wait for them.
+	initrd, err := assembleInitrd(o, img.Release, log)
+	if err != nil {
 		return err
+	}
+	defer initrd.Close()
+	if len(o.pids) > 0 {
+		if err := dumpIntoInitrd(initrd, o.pids, log); err != nil {
+			return err
+		}
+	}
+
+	tl.Begin(phase.Load)
+	if err := loadKernel(o, initrd, log); err != nil {
+		return errors.Join(err, resumeTrees(o.pids))
 	}
 	log.Mark(tl.End().Marker())
 
-	return switchKernel(&tl, log)
+	return errors.Join(switchKernel(&tl, log), resumeTrees(o.pids))
 }
 
 // checkUpdate checks everything the switch needs before anything changes.
@@ -121,30 +144,36 @@ func confirm(o updateOptions, release string) error {
 	return nil
 }
 
-// loadKernel assembles the initramfs and loads the new kernel with it.
-func loadKernel(o updateOptions, release string, log *switchLog) error {
+// assembleInitrd writes the ksu-init base and the new kernel's modules
+// into a new in-memory initramfs. The caller closes it.
+func assembleInitrd(o updateOptions, release string, log *switchLog) (*kexec.Initrd, error) {
 	start := time.Now()
 	initrd, err := kexec.NewInitrd()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer initrd.Close()
-
 	if err := appendFile(initrd, o.base); err != nil {
-		return err
+		initrd.Close()
+		return nil, err
 	}
 	n, err := appendModules(initrd, filepath.Join(o.modulesDir, release), release)
 	if err != nil {
-		return err
+		initrd.Close()
+		return nil, err
 	}
 	log.Printf("initramfs: %d modules, %d KiB in %s", n, initrd.Size()>>10, since(start))
+	return initrd, nil
+}
 
+// loadKernel loads the new kernel with initrd.
+func loadKernel(o updateOptions, initrd *kexec.Initrd, log *switchLog) error {
+	log.Printf("initramfs: %d KiB in all", initrd.Size()>>10)
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return fmt.Errorf("read running kernel's command line: %w", err)
 	}
 	next := kexec.Cmdline(string(cmdline), o.appendArgs)
-	start = time.Now()
+	start := time.Now()
 	if err := kexec.Load(o.kernel, initrd, next); err != nil {
 		return err
 	}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ksu-project/ksu/pkg/dump"
+	"github.com/ksu-project/ksu/pkg/initramfs"
+	"github.com/ksu-project/ksu/pkg/kexec"
+	"github.com/ksu-project/ksu/pkg/phase"
+	"github.com/ksu-project/ksu/pkg/procfs"
+	"github.com/ksu-project/ksu/pkg/snapshot"
+)
+
+// procRoot is the proc mount that the pre-check reads.
+const procRoot = "/proc"
+
+// maxTreeSize bounds the walk of the trees to preserve.
+const maxTreeSize = 1 << 16
+
+// treeNamespaces are the namespaces a preserved process must share with
+// ksu, because ksu-init recreates the processes in its own ones.
+var treeNamespaces = []string{"pid", "mnt", "net", "ipc", "uts", "user", "cgroup"}
+
+// checkTrees checks, before anything is frozen, that the trees rooted at
+// roots can be preserved. It returns one error listing every reason
+// found, or nil. The dump checks each object again while the processes
+// are frozen; this pass only makes the common rejections cheap.
+func checkTrees(roots []int) error {
+	if len(roots) == 0 {
+		return nil
+	}
+	var reasons []string
+	reasons = append(reasons, checkRoots(roots)...)
+	if len(reasons) == 0 {
+		pids, err := listTrees(roots)
+		if err != nil {
+			return fmt.Errorf("check processes to preserve: %w", err)
+		}
+		for _, pid := range pids {
+			reasons = append(reasons, checkProcess(pid)...)
+		}
+	}
+	if len(reasons) > 0 {
+		return fmt.Errorf("cannot preserve the requested processes, nothing was changed:\n  %s",
+			strings.Join(reasons, "\n  "))
+	}
+	return nil
+}
+
+// checkRoots rejects roots that are init, ksu or one of its ancestors, or
+// that are missing or given twice.
+func checkRoots(roots []int) []string {
+	ancestors := map[int]bool{}
+	for pid, n := os.Getpid(), 0; pid > 0 && n < maxTreeSize; n++ {
+		ancestors[pid] = true
+		st, err := procfs.ReadStat(procRoot, pid)
+		if err != nil {
+			break
+		}
+		pid = st.PPid
+	}
+	var reasons []string
+	seen := map[int]bool{}
+	for _, pid := range roots {
+		switch {
+		case seen[pid]:
+			reasons = append(reasons, fmt.Sprintf("process %d: given twice", pid))
+		case pid == 1:
+			reasons = append(reasons, "process 1: init cannot be preserved, the new kernel starts its own")
+		case ancestors[pid]:
+			reasons = append(reasons, fmt.Sprintf("process %d: ksu itself or one of its ancestors", pid))
+		}
+		seen[pid] = true
+		if _, err := os.Stat(fmt.Sprintf("%s/%d", procRoot, pid)); err != nil {
+			reasons = append(reasons, fmt.Sprintf("process %d: not found", pid))
+		}
+	}
+	return reasons
+}
+
+// checkProcess returns why process pid cannot be preserved, if it cannot.
+func checkProcess(pid int) []string {
+	st, err := procfs.ReadStat(procRoot, pid)
+	if err != nil {
+		return []string{fmt.Sprintf("process %d: %v", pid, err)}
+	}
+	var reasons []string
+	if st.Flags&pfKthread != 0 {
+		reasons = append(reasons, fmt.Sprintf("process %d (%s): a kernel thread", pid, st.Comm))
+	}
+	if st.State == 'Z' {
+		reasons = append(reasons, fmt.Sprintf("process %d (%s): a zombie, which the restore does not recreate", pid, st.Comm))
+	}
+	for _, ns := range treeNamespaces {
+		theirs, err1 := os.Readlink(fmt.Sprintf("%s/%d/ns/%s", procRoot, pid, ns))
+		ours, err2 := os.Readlink(procRoot + "/self/ns/" + ns)
+		if err1 == nil && err2 == nil && theirs != ours {
+			reasons = append(reasons, fmt.Sprintf("process %d (%s): in another %s namespace", pid, st.Comm, ns))
+		}
+	}
+	return reasons
+}
+
+// pfKthread is PF_KTHREAD of the flags in /proc/PID/stat.
+const pfKthread = 0x00200000
+
+// listTrees returns the pids of the trees rooted at roots, parents first.
+func listTrees(roots []int) ([]int, error) {
+	var out []int
+	seen := map[int]bool{}
+	queue := append([]int(nil), roots...)
+	for len(queue) > 0 && len(out) < maxTreeSize {
+		pid := queue[0]
+		queue = queue[1:]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		out = append(out, pid)
+		kids, err := children(pid)
+		if err != nil {
+			return out, err
+		}
+		queue = append(queue, kids...)
+	}
+	return out, nil
+}
+
+// children lists the children of every thread of pid.
+func children(pid int) ([]int, error) {
+	tids, err := procfs.Tasks(procRoot, pid)
+	if err != nil {
+		return nil, fmt.Errorf("list threads of process %d: %w", pid, err)
+	}
+	var kids []int
+	for _, tid := range tids {
+		b, err := os.ReadFile(fmt.Sprintf("%s/%d/task/%d/children", procRoot, pid, tid))
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if kid, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, kid)
+			}
+		}
+	}
+	return kids, nil
+}
+
+// dumpIntoInitrd freezes the trees rooted at roots and writes their
+// snapshot into initrd as a cpio archive in initramfs.SnapshotDir. The
+// processes stay stopped (SIGSTOP) on success; on failure Dump has
+// already let them run on. It logs the freeze and dump markers.
+//
+// Limitation: the archive header's Size (the decompressed length) is
+// left 0, which the reader takes as unknown, because pkg/dump does not
+// return the length of the stream it wrote. The payload is still checked
+// by its CRC-32C and by the stream's own end section.
+func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
+	dir := strings.TrimPrefix(initramfs.SnapshotDir, "/")
+	cw, err := snapshot.NewCPIOWriter(initrd, dir, 0)
+	if err != nil {
+		return err
+	}
+	stats, err := dump.Dump(cw, dump.Options{PIDs: roots, Exit: dump.ExitStopped, Producer: "ksu update"})
+	if err != nil {
+		return err
+	}
+	log.Mark(phase.Span{Phase: phase.Freeze, Duration: stats.Freeze}.Marker())
+	log.Mark(phase.Span{Phase: phase.Dump, Duration: stats.Total - stats.Freeze}.Marker())
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return errors.Join(fmt.Errorf("read kernel release: %w", err), resumeTrees(roots))
+	}
+	hdr, err := cw.Finish(snapshot.ArchiveHeader{KernelRelease: unix.ByteSliceToString(uts.Release[:])})
+	if err != nil {
+		return errors.Join(err, resumeTrees(roots))
+	}
+	log.Printf("snapshot: %d processes, %d threads, %d bytes of memory, %d bytes compressed in %d parts",
+		stats.Processes, stats.Threads, stats.Pages, hdr.CompressedSize, hdr.Parts)
+	return nil
+}
+
+// resumeTrees sends SIGCONT to every process of the trees rooted at
+// roots, which the dump left stopped, so that they run on after a
+// failed switch.
+func resumeTrees(roots []int) error {
+	pids, err := listTrees(roots)
+	for _, pid := range pids {
+		if kerr := unix.Kill(pid, unix.SIGCONT); kerr != nil && !errors.Is(kerr, unix.ESRCH) {
+			err = errors.Join(err, fmt.Errorf("resume process %d: %w", pid, kerr))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("resume preserved processes: %w", err)
+	}
+	return nil
+}
