@@ -64,9 +64,6 @@ func check(pid int) []*RejectError {
 		// needs an injected chroot after the files are open.
 		out = append(out, notYet(pid, "root "+root, "chroot"))
 	}
-	if timers, err := procfs.ReadTimers(procRoot, pid); err != nil || len(timers) > 0 {
-		out = append(out, notYet(pid, "posix timers", "timer_create timer"))
-	}
 	out = append(out, checkMaps(pid)...)
 	out = append(out, checkFDs(pid)...)
 	return out
@@ -95,11 +92,6 @@ func checkStatus(pid int, st procfs.Status) []*RejectError {
 			out = append(out, notYet(pid, "credentials", "non-root uid or gid"))
 			break
 		}
-	}
-	if st.SigPnd != 0 || st.ShdPnd != 0 {
-		// Limitation: pending signals are rejected; re-queueing them
-		// with an injected rt_tgsigqueueinfo would lift it.
-		out = append(out, notYet(pid, fmt.Sprintf("pending signals %#x", st.SigPnd|st.ShdPnd), "pending signal"))
 	}
 	return out
 }
@@ -144,7 +136,13 @@ func recordInjected(t *ptrace.Tracer, s *scratch, p *process) error {
 	if p.proc.Sigactions, err = recordSigactions(t, s, p.pid); err != nil {
 		return err
 	}
-	if err := checkItimers(t, s, p.pid); err != nil {
+	if p.proc.Itimers, err = recordItimers(t, s, p.pid); err != nil {
+		return err
+	}
+	if p.proc.PosixTimers, err = recordPosixTimers(t, s, p.pid); err != nil {
+		return err
+	}
+	if err := recordPending(t, p); err != nil {
 		return err
 	}
 	p.proc.MM, err = recordMM(t, s, p.pid)

@@ -106,26 +106,6 @@ func recordSigactions(t *ptrace.Tracer, s *scratch, pid int) ([]snapshot.Sigacti
 	return out, nil
 }
 
-// checkItimers rejects armed interval timers with injected getitimer
-// calls, because /proc does not show them.
-func checkItimers(t *ptrace.Tracer, s *scratch, pid int) error {
-	for which := range 3 {
-		if _, err := t.Syscall(pid, unix.SYS_GETITIMER, uintptr(which), s.addr); err != nil {
-			return fmt.Errorf("read interval timer %d of process %d: %w", which, pid, err)
-		}
-		b, err := s.read(32)
-		if err != nil {
-			return err
-		}
-		if le64(b[16:]) != 0 || le64(b[24:]) != 0 {
-			// Limitation: armed setitimer/alarm timers are rejected;
-			// an injected setitimer with the time left would lift it.
-			return notYet(pid, fmt.Sprintf("itimer %d", which), "interval timer")
-		}
-	}
-	return nil
-}
-
 func restartMode(r ptrace.Restart) snapshot.RestartMode {
 	switch r {
 	case ptrace.RestartSys, ptrace.RestartNoIntr, ptrace.RestartNoHand:

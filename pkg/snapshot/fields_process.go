@@ -52,6 +52,10 @@ var threadSchema = newSchema("Thread",
 	uintField(9, "clear_child_tid", func(t *Thread) *uint64 { return &t.ClearChildTID }),
 	recordField(10, "syscall", func(t *Thread) *Syscall { return &t.Syscall }, syscallSchema),
 	repeatedField(11, "pending", func(t *Thread) *[]Siginfo { return &t.Pending }, siginfoSchema, maxPending),
+	intField(12, "sched_policy", func(t *Thread) *int32 { return &t.SchedPolicy }),
+	intField(13, "sched_priority", func(t *Thread) *int32 { return &t.SchedPriority }),
+	intField(14, "nice", func(t *Thread) *int32 { return &t.Nice }),
+	uintField(15, "timer_slack", func(t *Thread) *uint64 { return &t.TimerSlack }),
 )
 
 // regsSchema numbers the registers in struct user_regs_struct order.

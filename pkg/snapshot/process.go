@@ -67,6 +67,13 @@ type Thread struct {
 	ClearChildTID uint64 // address the kernel clears and futex-wakes when the thread exits (set_tid_address)
 	Syscall       Syscall
 	Pending       []Siginfo // signals pending for this thread only
+
+	// Scheduling attributes, which Linux keeps per thread
+	// (sched_getattr(2) on the TID).
+	SchedPolicy   int32  // SCHED_OTHER, SCHED_BATCH ..., with SCHED_RESET_ON_FORK (0x40000000) as sched_getscheduler reports it
+	SchedPriority int32  // real-time priority
+	Nice          int32  // nice value, -20 to 19
+	TimerSlack    uint64 // timer slack in nanoseconds (PR_GET_TIMERSLACK)
 }
 
 // Regs is the x86-64 general register set, field for field the kernel's
