@@ -182,14 +182,11 @@ func (b *boot) mountRoot() error {
 	return nil
 }
 
-// restore checks the snapshot that the initramfs carries, if any. It runs
-// after the root is mounted, because the snapshot's processes use files
-// there, and before the handoff; recreating the processes will go here.
-//
-// Limitation: restoring is not implemented in this build. A snapshot in
-// the initramfs is verified, reported and ignored, so the machine boots
-// without the preserved processes. Running pkg/restore in a child started
-// with b.sup.start(..., true) and waiting for its status lifts this.
+// restore recreates the processes of the snapshot that the initramfs
+// carries, if any. It runs after the root is mounted, because the
+// processes use files there, and before the handoff. A snapshot that is
+// unusable or fails to restore is logged and reported in
+// /run/ksu/report.json, and the boot goes on without its processes.
 func (b *boot) restore() error {
 	dir := strings.TrimPrefix(initramfs.SnapshotDir, "/")
 	hdr, found, err := findSnapshot(os.DirFS("/"), dir)
@@ -201,7 +198,7 @@ func (b *boot) restore() error {
 	default:
 		b.log.Printf("snapshot in %s verified: taken on kernel %s, %d bytes, %d compressed in %d parts",
 			initramfs.SnapshotDir, hdr.KernelRelease, hdr.Size, hdr.CompressedSize, hdr.Parts)
-		b.log.Logf(klog.LevelWarning, "restore is not implemented in this build; booting without the snapshot's processes")
+		b.restoreProcesses(hdr)
 	}
 	return nil
 }

@@ -8,7 +8,8 @@
 //	early    devtmpfs on /dev, proc, sysfs, tmpfs on /run; open the kernel log
 //	modules  load /lib/modules/$(uname -r)/ksu-modules.load with finit_module
 //	mount    find root= (waiting up to ksu.rootwait= seconds) and mount it
-//	restore  the hook for recreating the processes of a snapshot
+//	restore  recreate the processes of the snapshot, if any, in a child
+//	         (/init ksu-restorer) and write /run/ksu/report.json
 //	handoff  move /dev, /proc, /sys, /run into the root, switch_root, exec init
 //
 // Kernel command line parameters: root=, rootfstype=, rootflags=, ro, rw
@@ -32,6 +33,9 @@ import (
 )
 
 func main() {
+	if os.Getpid() != 1 && len(os.Args) == 2 && os.Args[1] == restorerArg {
+		os.Exit(runRestorer())
+	}
 	if os.Getpid() != 1 {
 		fmt.Fprintln(os.Stderr, "ksu-init: refusing to run: it must be PID 1, the init of an initramfs")
 		os.Exit(2)

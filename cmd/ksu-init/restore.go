@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ksu-project/ksu/pkg/initramfs"
+	"github.com/ksu-project/ksu/pkg/klog"
+	"github.com/ksu-project/ksu/pkg/phase"
+	"github.com/ksu-project/ksu/pkg/snapshot"
+)
+
+// reportFile is the report of the restore, in the new root's /run, which
+// the real init finds mounted (systemd keeps an existing /run tmpfs).
+const reportFile = "/run/ksu/report.json"
+
+// restorerTimeout bounds the restore; the boot goes on without the
+// processes after it. A restore of a few GiB under software emulation
+// takes minutes, not tens of them.
+const restorerTimeout = 10 * time.Minute
+
+// report is /run/ksu/report.json.
+type report struct {
+	Kernel         string `json:"kernel"`
+	SnapshotKernel string `json:"snapshot_kernel"`
+	// Restored lists the pids that run again; Failures the ones that
+	// do not, with the reason.
+	Restored []int32       `json:"restored"`
+	Failures []failure     `json:"failures"`
+	Phases   []phase.Span  `json:"phases"`
+	Clocks   *clockOffsets `json:"clocks,omitempty"`
+	// Pause runs from the snapshot's CLOCK_REALTIME stamp, taken by the
+	// dump after the freeze, to the resume, both read with
+	// CLOCK_REALTIME; see computeOffsets for its precision.
+	Pause     time.Duration `json:"pause_ns"`
+	Threads   int           `json:"threads"`
+	PageBytes uint64        `json:"page_bytes"`
+}
+
+// failure is a set of processes that were not restored, and why.
+type failure struct {
+	PIDs   []int32 `json:"pids"`
+	Reason string  `json:"reason"`
+}
+
+// restoreProcesses runs the restorer child, waits for it and writes the
+// report. A failed restore is logged and reported, never returned: the
+// boot goes on to the real init without the processes.
+//
+// Limitation: the snapshot is restored as a whole, so one tree that
+// cannot be restored drops every tree of the snapshot. Splitting the
+// snapshot per tree in ksu update would let the others come back.
+func (b *boot) restoreProcesses(hdr snapshot.ArchiveHeader) {
+	// The restorer works inside the new root; it needs /proc and /dev
+	// there. switchRoot finds them already moved and moves the rest.
+	moveSpecialMounts(b.log, initramfs.NewRootDir)
+	start := time.Now()
+	res, err := b.runRestorer()
+	rep := report{Kernel: runningRelease(), SnapshotKernel: hdr.KernelRelease, Phases: b.timeline.Spans}
+	if err == nil && !res.Restored {
+		err = fmt.Errorf("%s", res.Error)
+	}
+	if err != nil {
+		b.log.Logf(klog.LevelErr, "processes %s not restored, booting without them: %v", joinPIDs(res.PIDs), err)
+		rep.Failures = []failure{{PIDs: res.PIDs, Reason: err.Error()}}
+	} else {
+		rep = b.restored(rep, res, start)
+	}
+	if err := writeJSON(filepath.Join(initramfs.NewRootDir, reportFile), rep); err != nil {
+		b.log.Logf(klog.LevelErr, "%v", err)
+	}
+}
+
+// restored logs the restore and resume markers and completes the report
+// of a successful restore. The resume phase runs from the moment the last
+// task resumed to the restorer's exit, when PID 1 adopts the restored
+// roots.
+func (b *boot) restored(rep report, res restoreResult, start time.Time) report {
+	spans := []phase.Span{
+		{Phase: phase.Restore, Start: start, Duration: res.Restore},
+		{Phase: phase.Resume, Start: res.ResumedAt, Duration: max(time.Since(res.ResumedAt), 0)},
+	}
+	for _, s := range spans {
+		b.log.Mark("%s", s.Marker())
+	}
+	rep.Phases = append(rep.Phases, spans...)
+	rep.Restored = res.PIDs
+	rep.Clocks = &res.Clocks
+	rep.Pause = res.ResumedAt.Sub(res.SnapshotAt)
+	rep.Threads, rep.PageBytes = res.Threads, res.Pages
+	b.log.Printf("restored processes %s; pause since the snapshot %v", joinPIDs(res.PIDs), rep.Pause.Round(time.Millisecond))
+	return rep
+}
+
+// runRestorer starts /init as the restorer, waits for it and returns its
+// result.
+func (b *boot) runRestorer() (restoreResult, error) {
+	var res restoreResult
+	pid, done, err := b.sup.start([]string{"/init", restorerArg}, true)
+	if err != nil {
+		return res, err
+	}
+	b.log.Printf("restorer started as process %d", pid)
+	var ws unix.WaitStatus
+	select {
+	case ws = <-done:
+	case <-time.After(restorerTimeout):
+		b.log.Logf(klog.LevelErr, "restorer %d still running after %v, killing it", pid, restorerTimeout)
+		_ = unix.Kill(pid, unix.SIGKILL)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+		return res, fmt.Errorf("restore timed out after %v", restorerTimeout)
+	}
+	path := filepath.Join(initramfs.NewRootDir, resultFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return res, fmt.Errorf("restorer %d: %s, and no result: %w", pid, describeWaitStatus(ws), err)
+	}
+	_ = os.Remove(path)
+	if err := json.Unmarshal(data, &res); err != nil {
+		return res, fmt.Errorf("decode restore result %s: %w", path, err)
+	}
+	return res, nil
+}
+
+// runningRelease returns the running kernel's release, or "".
+func runningRelease() string {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(uts.Release[:])
+}

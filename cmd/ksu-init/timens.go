@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ksu-project/ksu/pkg/snapshot"
+)
+
+// clockOffsets are the offsets of the restored processes' time namespace
+// and how they were chosen.
+type clockOffsets struct {
+	// Pause is the CLOCK_REALTIME difference between the snapshot's
+	// stamp and the moment the offsets were computed, 0 if negative.
+	Pause     time.Duration `json:"pause_ns"`
+	Monotonic time.Duration `json:"monotonic_offset_ns"`
+	Boottime  time.Duration `json:"boottime_offset_ns"`
+}
+
+func (c clockOffsets) String() string {
+	return fmt.Sprintf("monotonic %+v, boottime %+v (pause %v since the snapshot)",
+		c.Monotonic, c.Boottime, c.Pause.Round(time.Millisecond))
+}
+
+// computeOffsets returns the offsets that make CLOCK_MONOTONIC and
+// CLOCK_BOOTTIME read, at the moment whose clocks are mono, boot and now,
+// the values they had at the snapshot plus the real time that passed.
+//
+// The pause is measured with CLOCK_REALTIME on both kernels. The new
+// kernel sets that clock from the RTC, which on x86 counts whole seconds,
+// so the pause, and the jump the processes see, can be off by up to a
+// second until NTP corrects the clock. A negative pause (a clock set
+// back) counts as 0, so the clocks continue exactly where they stopped.
+func computeOffsets(m snapshot.Meta, mono, boot time.Duration, now time.Time) clockOffsets {
+	pause := max(now.Sub(m.Time), 0)
+	return clockOffsets{
+		Pause:     pause,
+		Monotonic: m.Monotonic + pause - mono,
+		Boottime:  m.Boottime + pause - boot,
+	}
+}
+
+// formatOffsets formats offsets for /proc/PID/timens_offsets: one line
+// per clock, "name seconds nanoseconds", with 0 <= nanoseconds < 1e9 as
+// the kernel requires.
+func formatOffsets(c clockOffsets) string {
+	line := func(name string, d time.Duration) string {
+		sec, nsec := int64(d/time.Second), int64(d%time.Second)
+		if nsec < 0 {
+			sec, nsec = sec-1, nsec+int64(time.Second)
+		}
+		return fmt.Sprintf("%s %d %d\n", name, sec, nsec)
+	}
+	return line("monotonic", c.Monotonic) + line("boottime", c.Boottime)
+}
+
+// enterTimeNamespace unshares a time namespace whose clocks continue
+// those of the snapshot. The calling thread stays in its namespace; the
+// processes it forks afterwards live in the new one, and nothing else
+// does, so the real init keeps the kernel's clocks.
+//
+// Preconditions: the calling goroutine is locked to its thread, and this
+// thread forks every process that must enter the namespace.
+func enterTimeNamespace(m snapshot.Meta, now time.Time) (clockOffsets, error) {
+	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
+		return clockOffsets{}, fmt.Errorf("create time namespace: %w", os.NewSyscallError("unshare", err))
+	}
+	var mono, boot unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
+		return clockOffsets{}, fmt.Errorf("read monotonic clock: %w", err)
+	}
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot); err != nil {
+		return clockOffsets{}, fmt.Errorf("read boot-time clock: %w", err)
+	}
+	c := computeOffsets(m, time.Duration(mono.Nano()), time.Duration(boot.Nano()), now)
+	// thread-self, not self: the namespace for children belongs to this
+	// thread, and /proc/self is the thread group leader.
+	const path = "/proc/thread-self/timens_offsets"
+	if err := os.WriteFile(path, []byte(formatOffsets(c)), 0); err != nil {
+		return c, fmt.Errorf("set time namespace offsets: %w", err)
+	}
+	return c, nil
+}
