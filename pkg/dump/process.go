@@ -22,8 +22,10 @@ type process struct {
 }
 
 // collect checks every process before it records any, so that a
-// rejected object anywhere stops the dump before memory is read.
-func collect(t *ptrace.Tracer, pids []int) ([]*process, error) {
+// rejected object anywhere stops the dump before memory is read. exit
+// is the processes' fate after the dump: only a dump that kills them may
+// accept pending Unix connections to read their data.
+func collect(t *ptrace.Tracer, pids []int, exit Exit) ([]*process, error) {
 	var rejects []error
 	for _, pid := range pids {
 		for _, r := range check(pid) {
@@ -46,6 +48,12 @@ func collect(t *ptrace.Tracer, pids []int) ([]*process, error) {
 		return nil, err
 	}
 	if err := files.readPipes(); err != nil {
+		return nil, err
+	}
+	if err := files.linkUnix(); err != nil {
+		return nil, err
+	}
+	if err := files.readUnixQueues(exit); err != nil {
 		return nil, err
 	}
 	return procs, nil
