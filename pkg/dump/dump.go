@@ -65,7 +65,7 @@ func Dump(w io.Writer, opts Options) (Stats, error) {
 		return Stats{}, err
 	}
 	stats := Stats{Processes: len(pids), Freeze: time.Since(start)}
-	procs, err := collect(t, pids, opts.Exit)
+	procs, err := collect(t, pids)
 	if err != nil {
 		return stats, err
 	}
@@ -108,6 +108,11 @@ func write(w io.Writer, procs []*process, opts Options) (uint64, error) {
 			return total, fmt.Errorf("write pages of process %d: %w", p.pid, err)
 		}
 	}
+	n, err := procs[0].files.objects.writeContents(sw)
+	total += n
+	if err != nil {
+		return total, err
+	}
 	if err := sw.Close(); err != nil {
 		return total, fmt.Errorf("finish snapshot: %w", err)
 	}
@@ -125,6 +130,9 @@ func writeRecords(sw *snapshot.Writer, procs []*process) error {
 		if err := sw.WriteFile(f); err != nil {
 			return fmt.Errorf("write file %d: %w", f.ID, err)
 		}
+	}
+	if err := files.objects.writeObjects(sw); err != nil {
+		return err
 	}
 	for _, p := range procs {
 		if err := sw.WriteProcess(p.proc); err != nil {

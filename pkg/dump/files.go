@@ -51,9 +51,10 @@ func checkFDs(pid int) []*RejectError {
 	return out
 }
 
-// Limitation: sockets, eventfd, epoll, timerfd, signalfd, memfd, named
-// FIFOs, other ttys and deleted files are rejected; each needs its own
-// record in the snapshot and its own rebuild step in the restore.
+// Limitation: sockets, the anonymous-inode kinds without an entry in
+// anonChecks (inotify, fanotify, pidfd, io_uring) and other ttys are
+// rejected; each needs its own record in the snapshot and its own
+// rebuild step in the restore.
 func checkFD(pid, fd int) *RejectError {
 	link := fmt.Sprintf("%s/%d/fd/%d", procRoot, pid, fd)
 	object := fmt.Sprintf("fd %d", fd)
@@ -63,19 +64,22 @@ func checkFD(pid, fd int) *RejectError {
 	}
 	switch {
 	case strings.HasPrefix(target, "socket:"):
-		return checkSocket(pid, fd, object, target)
+		return notYet(pid, object, "socket "+target)
 	case strings.HasPrefix(target, "pipe:"):
 		return nil
 	case strings.HasPrefix(target, "anon_inode:"):
+		if check, ok := anonChecks[target]; ok {
+			return check(pid, fd)
+		}
 		kind, ok := anonKinds[target]
 		if !ok {
 			kind = target
 		}
 		return notYet(pid, object, kind)
 	case strings.HasPrefix(target, "/memfd:"):
-		return notYet(pid, object, "memfd")
+		return nil
 	case strings.HasSuffix(target, " (deleted)"):
-		return notYet(pid, object, "deleted file "+target)
+		return checkDeleted(pid, object, link)
 	case !strings.HasPrefix(target, "/"):
 		return notYet(pid, object, target)
 	}
@@ -92,7 +96,7 @@ func checkFD(pid, fd int) *RejectError {
 		}
 		return notYet(pid, object, fmt.Sprintf("character device %d:%d %s", unix.Major(ref.Rdev), unix.Minor(ref.Rdev), target))
 	case unix.S_IFIFO:
-		return notYet(pid, object, "named FIFO "+target)
+		return nil
 	}
 	return notYet(pid, object, fmt.Sprintf("file of mode %#o %s", ref.Mode, target))
 }
@@ -100,16 +104,16 @@ func checkFD(pid, fd int) *RejectError {
 // fileTable holds the open file descriptions and pipes of all dumped
 // processes, so that descriptors sharing a description share its File.
 type fileTable struct {
-	files     []*snapshot.File
-	pipes     map[uint64]*snapshot.Pipe
-	owner     map[uint64]fdRef // File.ID to one descriptor that refers to it
-	unixSocks *unixTable       // set when the first Unix socket is recorded
+	files   []*snapshot.File
+	pipes   map[uint64]*snapshot.Pipe
+	owner   map[uint64]fdRef // File.ID to one descriptor that refers to it
+	objects *objectTable
 }
 
 type fdRef struct{ pid, fd int }
 
 func newFileTable() *fileTable {
-	return &fileTable{pipes: map[uint64]*snapshot.Pipe{}, owner: map[uint64]fdRef{}}
+	return &fileTable{pipes: map[uint64]*snapshot.Pipe{}, owner: map[uint64]fdRef{}, objects: newObjectTable()}
 }
 
 // recordFDs records the descriptor table of pid.
@@ -155,6 +159,9 @@ func (ft *fileTable) lookup(pid, fd int, info procfs.FDInfo) (uint64, error) {
 		}
 	}
 	f := &snapshot.File{ID: uint64(len(ft.files) + 1), Flags: uint32(info.Flags &^ unix.O_CLOEXEC), Pos: info.Pos, Ref: ref}
+	if special, err := ft.recordSpecial(pid, fd, info, f); special || err != nil {
+		return f.ID, err
+	}
 	switch ref.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		f.Kind = snapshot.FileRegular
@@ -169,10 +176,6 @@ func (ft *fileTable) lookup(pid, fd int, info procfs.FDInfo) (uint64, error) {
 		f.Ref.Path = ""
 		if _, ok := ft.pipes[ref.Inode]; !ok {
 			ft.pipes[ref.Inode] = &snapshot.Pipe{ID: ref.Inode}
-		}
-	case unix.S_IFSOCK:
-		if err := ft.recordUnix(pid, fd, f); err != nil {
-			return 0, err
 		}
 	}
 	ft.files = append(ft.files, f)

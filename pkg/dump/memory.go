@@ -38,14 +38,10 @@ func checkMaps(pid int) []*RejectError {
 	for _, m := range maps {
 		object := fmt.Sprintf("vma %#x-%#x %s", m.Start, m.End, m.Path)
 		switch {
-		case m.Perms.Shared:
-			// Limitation: MAP_SHARED mappings (shared anonymous memory,
-			// memfd, shared files, System V segments) are rejected; they
-			// need SharedMemory sections and one object mapped into
-			// every process that shares it.
-			out = append(out, notYet(pid, object, "shared mapping"))
-		case strings.HasSuffix(m.Path, " (deleted)"):
-			out = append(out, notYet(pid, object, "mapping of a deleted file"))
+		case m.Perms.Shared || strings.HasSuffix(m.Path, " (deleted)"):
+			if r := checkObjectVMA(pid, m, object); r != nil {
+				out = append(out, r)
+			}
 		case strings.HasPrefix(m.Path, "/") && m.Inode == 0:
 			out = append(out, notYet(pid, object, "mapping without an inode"))
 		}
@@ -98,6 +94,9 @@ func toVMA(pid int, m procfs.Mapping) (snapshot.VMA, error) {
 	}
 	if m.Path == "[stack]" {
 		v.Flags |= snapshot.VMAGrowsDown
+	}
+	if m.Perms.Shared {
+		v.Flags |= snapshot.VMAShared
 	}
 	if m.Inode != 0 {
 		v.Kind = snapshot.VMAFile
@@ -179,7 +178,7 @@ func writePages(sw *snapshot.Writer, p *process) (uint64, error) {
 	buf := make([]byte, chunkPages*page)
 	var total uint64
 	for _, v := range p.proc.MM.VMAs {
-		if v.Kind != snapshot.VMAAnon && v.Kind != snapshot.VMAFile {
+		if v.Kind != snapshot.VMAAnon && v.Kind != snapshot.VMAFile || v.Flags&snapshot.VMAShared != 0 {
 			continue
 		}
 		for start := v.Start; start < v.End; start += chunkPages * page {

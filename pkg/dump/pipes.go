@@ -48,7 +48,7 @@ func (ft *fileTable) checkPipePeers() error {
 func (ft *fileTable) readPipes() error {
 	for _, f := range ft.files {
 		pipe := ft.pipes[f.PipeID]
-		if f.Kind != snapshot.FilePipe || pipe.Capacity != 0 {
+		if f.Kind != snapshot.FilePipe && f.Kind != snapshot.FileFIFO || pipe.Capacity != 0 {
 			continue
 		}
 		o := ft.owner[f.ID]

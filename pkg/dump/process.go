@@ -22,10 +22,8 @@ type process struct {
 }
 
 // collect checks every process before it records any, so that a
-// rejected object anywhere stops the dump before memory is read. exit
-// is the processes' fate after the dump: only a dump that kills them may
-// accept pending Unix connections to read their data.
-func collect(t *ptrace.Tracer, pids []int, exit Exit) ([]*process, error) {
+// rejected object anywhere stops the dump before memory is read.
+func collect(t *ptrace.Tracer, pids []int) ([]*process, error) {
 	var rejects []error
 	for _, pid := range pids {
 		for _, r := range check(pid) {
@@ -50,12 +48,6 @@ func collect(t *ptrace.Tracer, pids []int, exit Exit) ([]*process, error) {
 	if err := files.readPipes(); err != nil {
 		return nil, err
 	}
-	if err := files.linkUnix(); err != nil {
-		return nil, err
-	}
-	if err := files.readUnixQueues(exit); err != nil {
-		return nil, err
-	}
 	return procs, nil
 }
 
@@ -71,6 +63,9 @@ func check(pid int) []*RejectError {
 		// Limitation: a chrooted process is rejected; restoring its root
 		// needs an injected chroot after the files are open.
 		out = append(out, notYet(pid, "root "+root, "chroot"))
+	}
+	if timers, err := procfs.ReadTimers(procRoot, pid); err != nil || len(timers) > 0 {
+		out = append(out, notYet(pid, "posix timers", "timer_create timer"))
 	}
 	out = append(out, checkMaps(pid)...)
 	out = append(out, checkFDs(pid)...)
@@ -101,6 +96,11 @@ func checkStatus(pid int, st procfs.Status) []*RejectError {
 			break
 		}
 	}
+	if st.SigPnd != 0 || st.ShdPnd != 0 {
+		// Limitation: pending signals are rejected; re-queueing them
+		// with an injected rt_tgsigqueueinfo would lift it.
+		out = append(out, notYet(pid, fmt.Sprintf("pending signals %#x", st.SigPnd|st.ShdPnd), "pending signal"))
+	}
 	return out
 }
 
@@ -127,6 +127,9 @@ func record(t *ptrace.Tracer, pid int, files *fileTable) (*process, error) {
 	if p.proc.FDs, err = files.recordFDs(pid); err != nil {
 		return nil, err
 	}
+	if err := files.objects.recordObjectVMAs(pid, p.proc.MM); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -144,13 +147,7 @@ func recordInjected(t *ptrace.Tracer, s *scratch, p *process) error {
 	if p.proc.Sigactions, err = recordSigactions(t, s, p.pid); err != nil {
 		return err
 	}
-	if p.proc.Itimers, err = recordItimers(t, s, p.pid); err != nil {
-		return err
-	}
-	if p.proc.PosixTimers, err = recordPosixTimers(t, s, p.pid); err != nil {
-		return err
-	}
-	if err := recordPending(t, p); err != nil {
+	if err := checkItimers(t, s, p.pid); err != nil {
 		return err
 	}
 	p.proc.MM, err = recordMM(t, s, p.pid)

@@ -22,12 +22,20 @@ func (rs *restorer) openFile(id uint64) (*fdFile, error) {
 	var f *fdFile
 	var err error
 	switch sf.Kind {
+	case snapshot.FileMemfd:
+		f, err = rs.openObjectFile(sf)
 	case snapshot.FileRegular, snapshot.FileDirectory, snapshot.FileCharDevice:
+		if sf.ShmID != 0 { // a deleted file
+			f, err = rs.openObjectFile(sf)
+			break
+		}
 		f, err = openPath(sf)
+	case snapshot.FileFIFO:
+		f, err = rs.openFIFO(sf)
+	case snapshot.FileEventFD, snapshot.FileTimerFD, snapshot.FileSignalFD, snapshot.FileEpoll:
+		f, err = openAnon(sf)
 	case snapshot.FilePipe:
 		f, err = rs.openPipe(sf)
-	case snapshot.FileUnixSocket:
-		f, err = rs.openUnixSocket(sf)
 	default:
 		err = fmt.Errorf("file kind %v is not supported yet", sf.Kind)
 	}

@@ -185,7 +185,7 @@ func (rs *restorer) installFDs(pid int, fds []snapshot.FD) error {
 			return fmt.Errorf("restore fd %d: %w", fd.Num, err)
 		}
 	}
-	return nil
+	return rs.addEpollTargets(pid, fds)
 }
 
 func (rs *restorer) installFD(pid int, fd snapshot.FD) error {

@@ -123,6 +123,9 @@ func (rs *restorer) mapVDSO(pid int, vmas []snapshot.VMA) error {
 
 // mapVMA maps one saved VMA at its address.
 func (rs *restorer) mapVMA(pid int, v snapshot.VMA) error {
+	if v.ShmID != 0 || v.Flags&snapshot.VMAShared != 0 {
+		return rs.mapObject(pid, v)
+	}
 	flags := uintptr(unix.MAP_PRIVATE | unix.MAP_FIXED)
 	if v.Flags&snapshot.VMAGrowsDown != 0 {
 		flags |= unix.MAP_GROWSDOWN
@@ -236,7 +239,7 @@ func (rs *restorer) setMM(pid int, mm *snapshot.MM) error {
 func (rs *restorer) writePages(sec *snapshot.Section) error {
 	p := sec.Pages()
 	if p.ShmID != 0 {
-		return fmt.Errorf("shared memory pages (object %d) are not supported yet", p.ShmID)
+		return rs.writeObjectPages(sec)
 	}
 	mem, err := rs.mem(p.PID)
 	if err != nil {

@@ -47,6 +47,7 @@ type restorer struct {
 	mapped   map[snapshot.FileRef]*fdFile // files that VMAs map
 	pidfds   map[int]uintptr              // pid to the tracee's pidfd of the restorer
 	mems     map[int32]*os.File           // pid to its /proc/PID/mem
+	objs     *objectState                 // shared memory, FIFOs and epoll lists; see objects
 	stats    Stats
 }
 
@@ -137,6 +138,12 @@ func (rs *restorer) take(sec *snapshot.Section) error {
 			return err
 		}
 		rs.pipes[p.ID] = p
+	case snapshot.SectionSharedMemory:
+		s, err := sec.SharedMemory()
+		if err != nil {
+			return err
+		}
+		rs.objects().shms[s.ID] = s
 	case snapshot.SectionProcess:
 		p, err := sec.Process()
 		if err != nil {
@@ -185,24 +192,17 @@ func (rs *restorer) build() error {
 // finish installs files and thread state, removes the stub and lets
 // every task run.
 func (rs *restorer) finish() error {
+	if err := rs.finishObjects(); err != nil {
+		return err
+	}
 	for _, p := range rs.procs {
 		if err := rs.finishProcess(p); err != nil {
 			return fmt.Errorf("restore process %d: %w", p.PID, err)
 		}
 	}
 	for _, p := range rs.procs {
-		if err := rs.finishSignals(p); err != nil {
-			return fmt.Errorf("restore signals and timers of process %d: %w", p.PID, err)
-		}
-	}
-	for _, p := range rs.procs {
 		if err := rs.dropStub(p); err != nil {
 			return err
-		}
-	}
-	for _, p := range rs.procs {
-		if err := rs.unblockAll(p); err != nil {
-			return fmt.Errorf("restore process %d: %w", p.PID, err)
 		}
 	}
 	rs.logf("resume %d processes", len(rs.procs))
@@ -264,6 +264,7 @@ func (rs *restorer) closeFiles() {
 	for _, f := range rs.mems {
 		f.Close()
 	}
+	rs.objs.close()
 }
 
 func (rs *restorer) logf(format string, args ...any) {

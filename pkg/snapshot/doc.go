@@ -228,10 +228,6 @@
 //	   9  clear_child_tid  uint64
 //	  10  syscall          Syscall
 //	  11  pending          repeated Siginfo
-//	  12  sched_policy     int32
-//	  13  sched_priority   int32
-//	  14  nice             int32
-//	  15  timer_slack      uint64
 //
 //	Regs
 //	   1  r15              uint64
@@ -393,6 +389,7 @@
 //	   6  seals            uint32
 //	   7  key              int32
 //	   8  inode            uint64
+//	   9  mode             uint32
 //
 //	Pages
 //	   1  pid              int32
@@ -497,7 +494,8 @@
 //	VMAFlags       bit 0 shared, 1 grows down, 2 locked, 3 lock on fault, 4 hugetlb
 //	Madvise        bit 0 random, 1 sequential, 2 dontfork, 3 dontdump,
 //	               4 mergeable, 5 hugepage, 6 nohugepage, 7 wipeonfork
-//	ShmKind        0 anonymous shared memory, 1 memfd, 2 System V
+//	ShmKind        0 anonymous shared memory, 1 memfd, 2 System V,
+//	               3 deleted file
 //	FileKind       1 regular, 2 directory, 3 char device, 4 pipe, 5 FIFO,
 //	               6 eventfd, 7 epoll, 8 timerfd, 9 signalfd, 10 memfd,
 //	               11 Unix socket, 12 TCP socket, 13 UDP socket

@@ -52,6 +52,7 @@ var sharedMemorySchema = newSchema("SharedMemory",
 	uintField(6, "seals", func(s *SharedMemory) *uint32 { return &s.Seals }),
 	intField(7, "key", func(s *SharedMemory) *int32 { return &s.Key }),
 	uintField(8, "inode", func(s *SharedMemory) *uint64 { return &s.Inode }),
+	uintField(9, "mode", func(s *SharedMemory) *uint32 { return &s.Mode }),
 )
 
 var pagesSchema = newSchema("Pages",

@@ -117,8 +117,9 @@ type FileRef struct {
 }
 
 // SharedMemory is a memory object that several mappings or file
-// descriptors can share: shared anonymous memory, a memfd or a System V
-// shared memory segment. Its content is in page sections with its ID.
+// descriptors can share: shared anonymous memory, a memfd, a System V
+// shared memory segment or a deleted file. Its content is in page
+// sections with its ID.
 type SharedMemory struct {
 	ID    uint64 // snapshot-wide identity, never 0
 	Kind  ShmKind
@@ -128,6 +129,7 @@ type SharedMemory struct {
 	Seals uint32 // F_GET_SEALS
 	Key   int32  // System V key
 	Inode uint64 // inode on the old kernel, for logs
+	Mode  uint32 // st_mode permission bits, for ShmDeletedFile
 }
 
 // ShmKind is the kind of a SharedMemory object.
@@ -138,6 +140,10 @@ const (
 	ShmAnon  ShmKind = iota // MAP_SHARED|MAP_ANONYMOUS memory
 	ShmMemfd                // memfd_create(2)
 	ShmSysV                 // shmget(2)
+	// ShmDeletedFile is a regular file that was unlinked while open or
+	// mapped. Name is its path without " (deleted)"; the restore
+	// creates it there again and unlinks it.
+	ShmDeletedFile
 )
 
 // String returns the kind's name.
@@ -149,6 +155,8 @@ func (k ShmKind) String() string {
 		return "memfd"
 	case ShmSysV:
 		return "sysv"
+	case ShmDeletedFile:
+		return "deleted file"
 	}
 	return fmt.Sprintf("shm(%d)", uint8(k))
 }
