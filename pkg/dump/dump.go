@@ -65,7 +65,7 @@ func Dump(w io.Writer, opts Options) (Stats, error) {
 		return Stats{}, err
 	}
 	stats := Stats{Processes: len(pids), Freeze: time.Since(start)}
-	procs, err := collect(t, pids)
+	procs, err := collect(t, pids, opts.Exit)
 	if err != nil {
 		return stats, err
 	}

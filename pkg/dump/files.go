@@ -64,7 +64,7 @@ func checkFD(pid, fd int) *RejectError {
 	}
 	switch {
 	case strings.HasPrefix(target, "socket:"):
-		return notYet(pid, object, "socket "+target)
+		return checkSocket(pid, fd, object, target)
 	case strings.HasPrefix(target, "pipe:"):
 		return nil
 	case strings.HasPrefix(target, "anon_inode:"):
@@ -104,10 +104,11 @@ func checkFD(pid, fd int) *RejectError {
 // fileTable holds the open file descriptions and pipes of all dumped
 // processes, so that descriptors sharing a description share its File.
 type fileTable struct {
-	files   []*snapshot.File
-	pipes   map[uint64]*snapshot.Pipe
-	owner   map[uint64]fdRef // File.ID to one descriptor that refers to it
-	objects *objectTable
+	files     []*snapshot.File
+	pipes     map[uint64]*snapshot.Pipe
+	owner     map[uint64]fdRef // File.ID to one descriptor that refers to it
+	unixSocks *unixTable       // set when the first Unix socket is recorded
+	objects   *objectTable
 }
 
 type fdRef struct{ pid, fd int }
@@ -176,6 +177,10 @@ func (ft *fileTable) lookup(pid, fd int, info procfs.FDInfo) (uint64, error) {
 		f.Ref.Path = ""
 		if _, ok := ft.pipes[ref.Inode]; !ok {
 			ft.pipes[ref.Inode] = &snapshot.Pipe{ID: ref.Inode}
+		}
+	case unix.S_IFSOCK:
+		if err := ft.recordUnix(pid, fd, f); err != nil {
+			return 0, err
 		}
 	}
 	ft.files = append(ft.files, f)

@@ -22,8 +22,10 @@ type process struct {
 }
 
 // collect checks every process before it records any, so that a
-// rejected object anywhere stops the dump before memory is read.
-func collect(t *ptrace.Tracer, pids []int) ([]*process, error) {
+// rejected object anywhere stops the dump before memory is read. exit
+// is the processes' fate after the dump: only a dump that kills them may
+// accept pending Unix connections to read their data.
+func collect(t *ptrace.Tracer, pids []int, exit Exit) ([]*process, error) {
 	var rejects []error
 	for _, pid := range pids {
 		for _, r := range check(pid) {
@@ -48,6 +50,12 @@ func collect(t *ptrace.Tracer, pids []int) ([]*process, error) {
 	if err := files.readPipes(); err != nil {
 		return nil, err
 	}
+	if err := files.linkUnix(); err != nil {
+		return nil, err
+	}
+	if err := files.readUnixQueues(exit); err != nil {
+		return nil, err
+	}
 	return procs, nil
 }
 
@@ -63,9 +71,6 @@ func check(pid int) []*RejectError {
 		// Limitation: a chrooted process is rejected; restoring its root
 		// needs an injected chroot after the files are open.
 		out = append(out, notYet(pid, "root "+root, "chroot"))
-	}
-	if timers, err := procfs.ReadTimers(procRoot, pid); err != nil || len(timers) > 0 {
-		out = append(out, notYet(pid, "posix timers", "timer_create timer"))
 	}
 	out = append(out, checkMaps(pid)...)
 	out = append(out, checkFDs(pid)...)
@@ -95,11 +100,6 @@ func checkStatus(pid int, st procfs.Status) []*RejectError {
 			out = append(out, notYet(pid, "credentials", "non-root uid or gid"))
 			break
 		}
-	}
-	if st.SigPnd != 0 || st.ShdPnd != 0 {
-		// Limitation: pending signals are rejected; re-queueing them
-		// with an injected rt_tgsigqueueinfo would lift it.
-		out = append(out, notYet(pid, fmt.Sprintf("pending signals %#x", st.SigPnd|st.ShdPnd), "pending signal"))
 	}
 	return out
 }
@@ -147,7 +147,13 @@ func recordInjected(t *ptrace.Tracer, s *scratch, p *process) error {
 	if p.proc.Sigactions, err = recordSigactions(t, s, p.pid); err != nil {
 		return err
 	}
-	if err := checkItimers(t, s, p.pid); err != nil {
+	if p.proc.Itimers, err = recordItimers(t, s, p.pid); err != nil {
+		return err
+	}
+	if p.proc.PosixTimers, err = recordPosixTimers(t, s, p.pid); err != nil {
+		return err
+	}
+	if err := recordPending(t, p); err != nil {
 		return err
 	}
 	p.proc.MM, err = recordMM(t, s, p.pid)

@@ -36,6 +36,8 @@ func (rs *restorer) openFile(id uint64) (*fdFile, error) {
 		f, err = openAnon(sf)
 	case snapshot.FilePipe:
 		f, err = rs.openPipe(sf)
+	case snapshot.FileUnixSocket:
+		f, err = rs.openUnixSocket(sf)
 	default:
 		err = fmt.Errorf("file kind %v is not supported yet", sf.Kind)
 	}

@@ -201,8 +201,18 @@ func (rs *restorer) finish() error {
 		}
 	}
 	for _, p := range rs.procs {
+		if err := rs.finishSignals(p); err != nil {
+			return fmt.Errorf("restore signals and timers of process %d: %w", p.PID, err)
+		}
+	}
+	for _, p := range rs.procs {
 		if err := rs.dropStub(p); err != nil {
 			return err
+		}
+	}
+	for _, p := range rs.procs {
+		if err := rs.unblockAll(p); err != nil {
+			return fmt.Errorf("restore process %d: %w", p.PID, err)
 		}
 	}
 	rs.logf("resume %d processes", len(rs.procs))

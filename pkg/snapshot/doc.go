@@ -228,6 +228,10 @@
 //	   9  clear_child_tid  uint64
 //	  10  syscall          Syscall
 //	  11  pending          repeated Siginfo
+//	  12  sched_policy     int32
+//	  13  sched_priority   int32
+//	  14  nice             int32
+//	  15  timer_slack      uint64
 //
 //	Regs
 //	   1  r15              uint64
