@@ -88,19 +88,7 @@ func checkStatus(pid int, st procfs.Status) []*RejectError {
 		// the restore would lift it.
 		out = append(out, notYet(pid, "process", "stopped by a signal"))
 	}
-	if st.Seccomp != 0 {
-		out = append(out, notYet(pid, "process", "seccomp filter"))
-	}
-	for i := range 4 {
-		if st.Uid[i] != 0 || st.Gid[i] != 0 {
-			// Limitation: credentials are recorded but not restored, so
-			// a process that is not fully root is rejected. Injecting
-			// setgroups, setresgid, setresuid and capset as the last
-			// calls before the resume would lift it.
-			out = append(out, notYet(pid, "credentials", "non-root uid or gid"))
-			break
-		}
-	}
+	out = append(out, checkIdentity(pid, st)...)
 	return out
 }
 
@@ -156,6 +144,9 @@ func recordInjected(t *ptrace.Tracer, s *scratch, p *process) error {
 	if err := recordPending(t, p); err != nil {
 		return err
 	}
+	if err := recordIdentityInjected(t, p); err != nil {
+		return err
+	}
 	p.proc.MM, err = recordMM(t, s, p.pid)
 	return err
 }
@@ -180,12 +171,14 @@ func recordIdentity(pid int, st procfs.Status, proc *snapshot.Process) error {
 		CapInheritable: st.CapInh, CapPermitted: st.CapPrm, CapEffective: st.CapEff,
 		CapBounding: st.CapBnd, CapAmbient: st.CapAmb, NoNewPrivs: st.NoNewPrivs,
 	}
-	for res := range unix.RLIMIT_RTTIME + 1 {
-		var lim unix.Rlimit
-		if err := unix.Prlimit(pid, res, nil, &lim); err != nil {
-			return fmt.Errorf("read rlimit %d of process %d: %w", res, pid, err)
-		}
-		id.Rlimits = append(id.Rlimits, snapshot.Rlimit{Resource: int32(res), Cur: lim.Cur, Max: lim.Max})
+	// N.B. /proc/PID/limits, not prlimit: prlimit on a process with
+	// other uids needs CAP_SYS_RESOURCE, which the dumper may lack.
+	limits, err := procfs.ReadLimits(procRoot, pid)
+	if err != nil {
+		return err
+	}
+	for _, l := range limits {
+		id.Rlimits = append(id.Rlimits, snapshot.Rlimit{Resource: int32(l.Resource), Cur: l.Soft, Max: l.Hard})
 	}
 	proc.Identity = id
 	return nil

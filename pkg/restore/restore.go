@@ -204,6 +204,9 @@ func (rs *restorer) finish() error {
 		if err := rs.finishSignals(p); err != nil {
 			return fmt.Errorf("restore signals and timers of process %d: %w", p.PID, err)
 		}
+		if err := rs.finishIdentity(p); err != nil {
+			return fmt.Errorf("restore identity of process %d: %w", p.PID, err)
+		}
 	}
 	for _, p := range rs.procs {
 		if err := rs.dropStub(p); err != nil {

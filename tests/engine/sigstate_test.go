@@ -58,6 +58,14 @@ func workloadBinary(t *testing.T, name string) string {
 // whether the restored workload printed PASS and what it printed.
 func roundTripWorkload(t *testing.T, name string, edit func(*snapshot.Process)) (bool, string) {
 	t.Helper()
+	return roundTripBinary(t, workloadBinary(t, name), edit)
+}
+
+// roundTripBinary is roundTripWorkload for any program that follows the
+// workloads' READY, SIGUSR2, PASS protocol.
+func roundTripBinary(t *testing.T, bin string, edit func(*snapshot.Process)) (bool, string) {
+	t.Helper()
+	name := filepath.Base(bin)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// N.B. workloads.Start waits for its child in a goroutine, and that
@@ -65,7 +73,7 @@ func roundTripWorkload(t *testing.T, name string, edit func(*snapshot.Process)) 
 	// workload runs as a tracee whose exec.Cmd nobody waits for yet.
 	dir := t.TempDir()
 	markInheritedCloseOnExec(t)
-	tr := startTracee(t, dir, workloadBinary(t, name))
+	tr := startTracee(t, dir, bin)
 	pid := tr.cmd.Process.Pid
 	var snap bytes.Buffer
 	if _, err := dump.Dump(&snap, dump.Options{PIDs: []int{pid}, Producer: "engine test"}); err != nil {
@@ -204,6 +212,22 @@ func TestIntegrationSignalState(t *testing.T) {
 		{"timers", "timers", nil, true},
 		{"timers without itimers", "timers", func(p *snapshot.Process) { p.Itimers = nil }, false},
 		{"timers without POSIX timers", "timers", func(p *snapshot.Process) { p.PosixTimers = nil }, false},
+		{"identity", "identity", nil, true},
+		{"identity without scheduling", "identity", func(p *snapshot.Process) {
+			for i := range p.Threads {
+				p.Threads[i].SchedPolicy, p.Threads[i].Nice = 0, 0
+			}
+		}, false},
+		{"identity without personality", "identity", func(p *snapshot.Process) { p.Identity.Personality = 0 }, false},
+		{"identity without groups", "identity", func(p *snapshot.Process) { p.Identity.Groups = nil }, false},
+		{"identity without oom_score_adj", "identity", func(p *snapshot.Process) { p.Identity.OOMScoreAdj = 0 }, false},
+		{"identity without no_new_privs", "identity", func(p *snapshot.Process) { p.Identity.NoNewPrivs = false }, false},
+		{"identity without timer slack", "identity", func(p *snapshot.Process) {
+			for i := range p.Threads {
+				p.Threads[i].TimerSlack = 50000
+			}
+		}, false},
+		{"identity dumpable", "identity", func(p *snapshot.Process) { p.Identity.Dumpable = 1 }, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pass, out := roundTripWorkload(t, tt.workload, tt.edit)
@@ -211,6 +235,31 @@ func TestIntegrationSignalState(t *testing.T) {
 				t.Errorf("%s after restore: pass = %v, want %v; output:\n%s", tt.workload, pass, tt.wantPass, out)
 			}
 			t.Logf("%s: %s", tt.workload, out)
+		})
+	}
+}
+
+// TestIntegrationCredentials round-trips a process that is not root and
+// shows that its check fails when the snapshot loses its capabilities.
+func TestIntegrationCredentials(t *testing.T) {
+	needRoot(t)
+	bin := buildC(t, t.TempDir(), "creds")
+	for _, tt := range []struct {
+		name     string
+		edit     func(*snapshot.Process)
+		wantPass bool
+	}{
+		{"kept", nil, true},
+		{"without ambient", func(p *snapshot.Process) { p.Identity.CapAmbient = 0 }, false},
+		{"with full bounding set", func(p *snapshot.Process) { p.Identity.CapBounding = 1<<41 - 1 }, false},
+		{"as root", func(p *snapshot.Process) { p.Identity.UID, p.Identity.EUID, p.Identity.SUID = 0, 0, 0 }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pass, out := roundTripBinary(t, bin, tt.edit)
+			if pass != tt.wantPass {
+				t.Errorf("creds after restore: pass = %v, want %v; output:\n%s", pass, tt.wantPass, out)
+			}
+			t.Logf("creds: %s", out)
 		})
 	}
 }
