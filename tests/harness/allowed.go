@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -27,6 +28,8 @@ var Allowed = []Allowance{
 		"the restore creates new kernel objects; the numbers are replaced by their order of first appearance, so which fds share an object is still compared"},
 	{"device and inode of mappings of deleted files, memfds and SysV or shared anonymous memory",
 		"the restore recreates the backing object; the path and the addresses are still compared"},
+	{"how adjacent mappings are split",
+		"the kernel merges neighbouring VMAs only when their anon_vma and flags allow it, so a restore may yield one mapping where there were two; adjacent mappings with the same permissions, device, inode and path and contiguous offsets are merged before comparing"},
 	{"[vvar] and [vvar_vclock] mappings",
 		"kernel data pages whose number and layout depend on the kernel (6.12 split out [vvar_vclock]); [vdso] is still compared"},
 }
@@ -100,7 +103,52 @@ func normalizeMaps(lines []string) []string {
 		}
 		out = append(out, strings.Join(f, " "))
 	}
+	return mergeAdjacent(out)
+}
+
+// mergeAdjacent merges neighbouring maps lines that continue one another:
+// the same permissions, device, inode and path, the second starting where
+// the first ends, at the matching file offset for a file mapping.
+func mergeAdjacent(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if n := len(out); n > 0 {
+			if merged, ok := mergeMaps(out[n-1], l); ok {
+				out[n-1] = merged
+				continue
+			}
+		}
+		out = append(out, l)
+	}
 	return out
+}
+
+func mergeMaps(a, b string) (string, bool) {
+	fa, fb := strings.SplitN(a, " ", 6), strings.SplitN(b, " ", 6)
+	if len(fa) < 5 || len(fa) != len(fb) {
+		return "", false
+	}
+	startA, endA, okA := strings.Cut(fa[0], "-")
+	startB, endB, okB := strings.Cut(fb[0], "-")
+	if !okA || !okB || endA != startB {
+		return "", false
+	}
+	for i := 1; i < len(fa); i++ {
+		if i != 2 && fa[i] != fb[i] {
+			return "", false
+		}
+	}
+	if fa[4] != "0" && fa[4] != "-" {
+		offA, errA := strconv.ParseUint(fa[2], 16, 64)
+		offB, errB := strconv.ParseUint(fb[2], 16, 64)
+		lo, errLo := strconv.ParseUint(startA, 16, 64)
+		hi, errHi := strconv.ParseUint(endA, 16, 64)
+		if errA != nil || errB != nil || errLo != nil || errHi != nil || offA+(hi-lo) != offB {
+			return "", false
+		}
+	}
+	fa[0] = startA + "-" + endB
+	return strings.Join(fa, " "), true
 }
 
 // recreatedBacking reports whether a mapping's path names an object

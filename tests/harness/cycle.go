@@ -110,6 +110,9 @@ func cycle(ctx context.Context, r Runner, name string) Result {
 		return Result{Failed: StageRestore, Detail: fmt.Sprintf("capture after the restore: %v", err)}
 	}
 	pids = mergePIDs(pids, after.PIDs())
+	// Limitation: the captures are taken while the tree runs, so a timer
+	// that fires between them changes the pending-signal sets (the timers
+	// workload). Capturing both while the tree is frozen would lift it.
 	// Check even when the captures differ, so the detail shows both.
 	diffs := Compare(before, after)
 	pass, out, err := r.Check(ctx, pid)

@@ -150,3 +150,21 @@ func TestCaptureSelf(t *testing.T) {
 		t.Errorf("Compare(capture, same capture) = %q, want no differences", diffs)
 	}
 }
+
+func TestNormalizeMapsMerge(t *testing.T) {
+	lines := []string{
+		"1000-2000 r--p 00000000 fe:00 12 /lib/x",
+		"2000-3000 r--p 00001000 fe:00 12 /lib/x",
+		"3000-4000 r--p 00005000 fe:00 12 /lib/x",
+		"4000-5000 rw-p 00000000 00:00 0",
+		"5000-6000 rw-p 00000000 00:00 0",
+	}
+	want := []string{
+		"1000-3000 r--p 00000000 fe:00 12 /lib/x",
+		"3000-4000 r--p 00005000 fe:00 12 /lib/x",
+		"4000-6000 rw-p 00000000 00:00 0",
+	}
+	if diff := cmp.Diff(want, normalizeMaps(lines)); diff != "" {
+		t.Errorf("normalizeMaps() mismatch (-want +got):\n%s", diff)
+	}
+}
