@@ -51,10 +51,10 @@ func checkFDs(pid int) []*RejectError {
 	return out
 }
 
-// Limitation: sockets, the anonymous-inode kinds without an entry in
-// anonChecks (inotify, fanotify, pidfd, io_uring) and other ttys are
-// rejected; each needs its own record in the snapshot and its own
-// rebuild step in the restore.
+// Limitation: the sockets that checkSocket rejects, the anonymous-inode
+// kinds without an entry in anonChecks (inotify, fanotify, pidfd,
+// io_uring) and other ttys are rejected; each needs its own record in
+// the snapshot and its own rebuild step in the restore.
 func checkFD(pid, fd int) *RejectError {
 	link := fmt.Sprintf("%s/%d/fd/%d", procRoot, pid, fd)
 	object := fmt.Sprintf("fd %d", fd)
@@ -179,7 +179,7 @@ func (ft *fileTable) lookup(pid, fd int, info procfs.FDInfo) (uint64, error) {
 			ft.pipes[ref.Inode] = &snapshot.Pipe{ID: ref.Inode}
 		}
 	case unix.S_IFSOCK:
-		if err := ft.recordUnix(pid, fd, f); err != nil {
+		if err := ft.recordSocket(pid, fd, f); err != nil {
 			return 0, err
 		}
 	}

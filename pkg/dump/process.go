@@ -53,7 +53,7 @@ func collect(t *ptrace.Tracer, pids []int, exit Exit) ([]*process, error) {
 	if err := files.linkUnix(); err != nil {
 		return nil, err
 	}
-	if err := files.readUnixQueues(exit); err != nil {
+	if err := files.readSocketQueues(exit); err != nil {
 		return nil, err
 	}
 	return procs, nil

@@ -43,13 +43,41 @@ func checkSocket(pid, fd int, object, target string) *RejectError {
 	if err != nil {
 		return &RejectError{PID: pid, Object: object, Kind: target, Reason: fmt.Sprintf("read SO_DOMAIN: %v", err)}
 	}
-	if family == unix.AF_UNIX {
+	switch family {
+	case unix.AF_UNIX:
 		return nil
+	case unix.AF_INET, unix.AF_INET6:
+		return checkInet(pid, fd, object, target)
 	}
-	// Limitation: TCP, UDP and every family but AF_UNIX are rejected;
-	// TCP needs TCP_REPAIR and a packet drop around the dump, UDP its
-	// own record of address and queue.
+	// Limitation: sockets of families other than AF_UNIX, AF_INET and
+	// AF_INET6 (netlink, packet, vsock ...) are rejected; each needs its
+	// own record and rebuild step.
 	return notYet(pid, object, fmt.Sprintf("socket %s of family %d", target, family))
+}
+
+// recordSocket fills f with the socket behind descriptor fd of pid.
+func (ft *fileTable) recordSocket(pid, fd int, f *snapshot.File) error {
+	sock, err := socketCopy(pid, fd)
+	if err != nil {
+		return err
+	}
+	family, err := unix.GetsockoptInt(sock, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	unix.Close(sock)
+	if err != nil {
+		return fmt.Errorf("read SO_DOMAIN of fd %d in process %d: %w", fd, pid, err)
+	}
+	if family == unix.AF_UNIX {
+		return ft.recordUnix(pid, fd, f)
+	}
+	return recordInet(pid, fd, family, f)
+}
+
+// readSocketQueues records the queued data of every Unix and UDP socket.
+func (ft *fileTable) readSocketQueues(exit Exit) error {
+	if err := ft.readUnixQueues(exit); err != nil {
+		return err
+	}
+	return ft.readUDPQueues()
 }
 
 // socketCopy returns a descriptor of the dumper that refers to the same
@@ -372,8 +400,13 @@ func peekOne(sock int, buf []byte) (snapshot.SocketMessage, int, error) {
 		return snapshot.SocketMessage{}, 0, fmt.Errorf("datagram larger than %d bytes", len(buf))
 	}
 	m := snapshot.SocketMessage{Data: append([]byte(nil), buf[:n]...)}
-	if sa, ok := from.(*unix.SockaddrUnix); ok && sa.Name != "" {
-		m.Addr = unixAddr(sockaddrName(sa.Name))
+	switch sa := from.(type) {
+	case *unix.SockaddrUnix:
+		if sa.Name != "" {
+			m.Addr = unixAddr(sockaddrName(sa.Name))
+		}
+	case *unix.SockaddrInet4, *unix.SockaddrInet6:
+		m.Addr, _ = inetAddr(sa)
 	}
 	if n == 0 && m.Addr == nil {
 		return m, 0, unix.EAGAIN // end of a shut-down stream

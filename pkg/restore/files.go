@@ -38,6 +38,8 @@ func (rs *restorer) openFile(id uint64) (*fdFile, error) {
 		f, err = rs.openPipe(sf)
 	case snapshot.FileUnixSocket:
 		f, err = rs.openUnixSocket(sf)
+	case snapshot.FileTCPSocket, snapshot.FileUDPSocket:
+		f, err = rs.openInetSocket(sf)
 	default:
 		err = fmt.Errorf("file kind %v is not supported yet", sf.Kind)
 	}

@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// netnsEnv marks a test binary that runs inside the network namespace
+// that runInNetns created for it.
+const netnsEnv = "KSU_TEST_NETNS"
+
+// runInNetns runs the calling test again in a child test binary inside a
+// new network namespace with only loopback up, so that the tracee's
+// addresses and ports are the test's alone. It returns true in that
+// child, where the test goes on; in the parent it reports the child's
+// result and returns false.
+func runInNetns(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(netnsEnv) == "1" {
+		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			t.Fatalf("ip link set lo up in the test's network namespace: %v\n%s", err, out)
+		}
+		return true
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("skipping: unshare not found, needed for a network namespace")
+	}
+	cmd := exec.Command(unshare, "--net", "--", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), netnsEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("in a new network namespace:\n%s", out)
+	if err != nil {
+		t.Fatalf("%s in a new network namespace: %v", t.Name(), err)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("%s in a new network namespace did not pass", t.Name())
+	}
+	return false
+}
+
+// buildWithWL compiles testdata/name.c with the workloads' wl.c into dir.
+func buildWithWL(t testing.TB, dir, name string) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("skipping: gcc not found, needed to build the C tracee")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	wl := filepath.Join(filepath.Dir(file), "..", "workloads", "c")
+	bin := filepath.Join(dir, name)
+	out, err := exec.Command(gcc, "-static", "-O2", "-I", wl, "-o", bin,
+		filepath.Join("testdata", name+".c"), filepath.Join(wl, "wl.c")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
+// closeListener shuts down descriptor fd of process pid, a listening
+// socket, so that it stops accepting, as a restore that lost the
+// listener would leave it.
+func closeListener(t *testing.T, pid, fd int) {
+	t.Helper()
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	sock, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		t.Fatalf("pidfd_getfd(%d, %d) = %v", pid, fd, err)
+	}
+	defer unix.Close(sock)
+	if err := unix.Shutdown(sock, unix.SHUT_RDWR); err != nil {
+		t.Fatalf("shutdown fd %d of process %d = %v", fd, pid, err)
+	}
+}
+
+// tcpListener4 is the tcplisten tracee's IPv4 listener, after stdio.
+const tcpListener4 = 3
+
+func TestIntegrationTCPListen(t *testing.T) {
+	needRoot(t)
+	if !runInNetns(t) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bin := buildWithWL(t, t.TempDir(), "tcplisten")
+	for _, tt := range []struct {
+		name         string
+		loseListener bool
+		wantPass     bool
+	}{
+		{"round trip", false, true},
+		{"lost listener fails the check", true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, _ := startWorkload(t, bin, t.TempDir())
+			restored := dumpKillRestoreWorkload(t, tr)
+			if tt.loseListener {
+				closeListener(t, restored.PID, tcpListener4)
+			}
+			pass, out, err := restored.Check(ctx)
+			if err != nil {
+				t.Fatalf("Check() = %v\n%s", err, out)
+			}
+			if pass != tt.wantPass {
+				t.Errorf("Check() pass = %v, want %v; output:\n%s", pass, tt.wantPass, out)
+			}
+			if !tt.wantPass && !strings.Contains(out, "IPv4 listener") {
+				t.Errorf("Check() output = %q, want it to name the IPv4 listener", out)
+			}
+		})
+	}
+}
+
+// udpBound is the udp workload's bound socket with four queued
+// datagrams, the first descriptor after stdio.
+const udpBound = 3
+
+func TestIntegrationUDP(t *testing.T) {
+	needRoot(t)
+	if !runInNetns(t) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bin := buildWorkload(t, t.TempDir(), "udp")
+	for _, tt := range []struct {
+		name     string
+		loseData bool
+		wantPass bool
+	}{
+		{"round trip", false, true},
+		{"lost datagram fails the check", true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, _ := startWorkload(t, bin, t.TempDir())
+			restored := dumpKillRestoreWorkload(t, tr)
+			if tt.loseData {
+				got := stealMessage(t, restored.PID, udpBound)
+				t.Logf("took %q from fd %d of the restored process", got, udpBound)
+			}
+			pass, out, err := restored.Check(ctx)
+			if err != nil {
+				t.Fatalf("Check() = %v\n%s", err, out)
+			}
+			if pass != tt.wantPass {
+				t.Errorf("Check() pass = %v, want %v; output:\n%s", pass, tt.wantPass, out)
+			}
+			if !tt.wantPass && !strings.Contains(out, "bound socket, datagram 1") {
+				t.Errorf("Check() output = %q, want it to name the first datagram", out)
+			}
+		})
+	}
+}
