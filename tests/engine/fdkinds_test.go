@@ -1,11 +1,16 @@
 package engine
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ksu-project/ksu/pkg/dump"
 )
 
 // fdKinds are the objects the fdkinds tracee checks, named as its
@@ -62,4 +67,29 @@ func TestIntegrationFDKindsCatchLoss(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIntegrationEpollClosedTarget dumps a process whose epoll instance
+// watches a pipe through an fd closed after EPOLL_CTL_ADD. The dump must
+// reject it with that reason and leave the process running untouched.
+func TestIntegrationEpollClosedTarget(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	tr := startTracee(t, dir, buildC(t, dir, "fdkinds"), "closed-target")
+	pid := tr.cmd.Process.Pid
+	var snap bytes.Buffer
+	_, err := dump.Dump(&snap, dump.Options{PIDs: []int{pid}, Exit: dump.ExitKill})
+	var reject *dump.RejectError
+	if !errors.As(err, &reject) {
+		t.Fatalf("Dump(%d) = %v, want a *RejectError", pid, err)
+	}
+	for _, want := range []string{fmt.Sprintf("process %d", pid), "(epoll)", "closed after it was added"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Dump(%d) = %q, want it to name %q", pid, err, want)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "check"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr.waitOutput(t, "PASS", 10*time.Second)
 }

@@ -4,7 +4,9 @@
  * "check" appears in its directory, checks every object and prints PASS
  * or one FAIL line per loss.
  * Usage: fdkinds [KIND]  (KIND: damage that object before the check, so
- * the test can see the check catch a loss) */
+ * the test can see the check catch a loss; "closed-target": also watch a
+ * pipe with epoll and close its fd while a dup keeps the pipe open, which
+ * the dump must reject) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -288,6 +290,14 @@ int main(int argc, char **argv)
 	closefrom(3); /* drop descriptors leaked by whatever started the test */
 	build_events();
 	build_files();
+	if (argc > 1 && !strcmp(argv[1], "closed-target")) {
+		int p[2];
+
+		if (pipe(p) || dup2(p[0], 200) != 200)
+			die("closed-target pipe");
+		watch(p[0], EPOLLIN, 0x9999);
+		close(p[0]);
+	}
 	usleep(3 * PERIOD_NS / 1000); /* let the periodic timer expire before the dump */
 	printf("READY %d\n", getpid());
 	fflush(stdout);
