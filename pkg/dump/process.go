@@ -118,6 +118,9 @@ func record(t *ptrace.Tracer, pid int, files *fileTable) (*process, error) {
 	if err := files.objects.recordObjectVMAs(pid, p.proc.MM); err != nil {
 		return nil, err
 	}
+	if err := recordMadvise(pid, p.proc.MM); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 

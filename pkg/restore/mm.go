@@ -44,6 +44,9 @@ func (rs *restorer) buildMM(p *snapshot.Process) error {
 			return fmt.Errorf("map vma %#x-%#x (%v): %w", v.Start, v.End, v.Kind, err)
 		}
 	}
+	if err := rs.applyMadvise(pid, p.MM.VMAs); err != nil {
+		return err
+	}
 	return rs.setMM(pid, p.MM)
 }
 
