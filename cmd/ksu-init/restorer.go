@@ -46,13 +46,20 @@ type restoreResult struct {
 	SnapshotAt time.Time `json:"snapshot_at"`
 }
 
+// init locks the main goroutine to the main thread, the thread group
+// leader: the restorer unshares its time namespace there, because
+// /proc/self/timens_offsets sets the offsets of the leader's namespace
+// for children (there is no per-thread file). For PID 1 the lock only
+// pins the boot goroutine.
+func init() { runtime.LockOSThread() }
+
 // runRestorer is the main function of the restorer role. It returns the
 // exit status: 0 when the processes run, 1 otherwise. Its result goes to
 // resultFile either way.
 func runRestorer() int {
-	// The time namespace is unshared by this thread, and only children
-	// forked from it enter the namespace, so restore runs on it too.
-	runtime.LockOSThread()
+	// The time namespace is unshared by the main thread, and only
+	// children forked from it enter the namespace, so restore runs on it
+	// too (see init).
 	log := klog.NewKmsg("ksu-restorer", os.Stdout)
 	res := restoreSnapshot(log)
 	if res.Error != "" {

@@ -62,8 +62,8 @@ func formatOffsets(c clockOffsets) string {
 // processes it forks afterwards live in the new one, and nothing else
 // does, so the real init keeps the kernel's clocks.
 //
-// Preconditions: the calling goroutine is locked to its thread, and this
-// thread forks every process that must enter the namespace.
+// Preconditions: the calling goroutine is locked to the main thread, and
+// that thread forks every process that must enter the namespace.
 func enterTimeNamespace(m snapshot.Meta, now time.Time) (clockOffsets, error) {
 	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
 		return clockOffsets{}, fmt.Errorf("create time namespace: %w", os.NewSyscallError("unshare", err))
@@ -76,9 +76,9 @@ func enterTimeNamespace(m snapshot.Meta, now time.Time) (clockOffsets, error) {
 		return clockOffsets{}, fmt.Errorf("read boot-time clock: %w", err)
 	}
 	c := computeOffsets(m, time.Duration(mono.Nano()), time.Duration(boot.Nano()), now)
-	// thread-self, not self: the namespace for children belongs to this
-	// thread, and /proc/self is the thread group leader.
-	const path = "/proc/thread-self/timens_offsets"
+	// /proc/self is the thread group leader, which the precondition
+	// makes the calling thread.
+	const path = "/proc/self/timens_offsets"
 	if err := os.WriteFile(path, []byte(formatOffsets(c)), 0); err != nil {
 		return c, fmt.Errorf("set time namespace offsets: %w", err)
 	}

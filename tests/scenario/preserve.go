@@ -155,7 +155,7 @@ static long long now(clockid_t c)
 int main(void)
 {
 	long long last_mono = now(CLOCK_MONOTONIC), last_boot = now(CLOCK_BOOTTIME);
-	long long back = 0, n = 0;
+	long long back = 0, printed = 0;
 	signal(SIGUSR2, on_usr2);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("READY\n");
@@ -164,8 +164,10 @@ int main(void)
 		if (last_mono - m > back) back = last_mono - m;
 		if (last_boot - b > back) back = last_boot - b;
 		last_mono = m, last_boot = b;
-		if (++n % 1000 == 0)
+		if (m - printed >= 1000000000LL) {
 			printf("clock %lld %lld\n", m, b);
+			printed = m;
+		}
 		usleep(1000);
 	}
 	if (back > 0) {
