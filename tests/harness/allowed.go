@@ -30,6 +30,8 @@ var Allowed = []Allowance{
 		"the restore recreates the backing object; the path and the addresses are still compared"},
 	{"how adjacent mappings are split",
 		"the kernel merges neighbouring VMAs only when their anon_vma and flags allow it, so a restore may yield one mapping where there were two; adjacent mappings with the same permissions, device, inode and path and contiguous offsets are merged before comparing"},
+	{"timer signals in the pending sets (SigPnd, ShdPnd): SIGALRM, SIGVTALRM, SIGPROF and the real-time signals",
+		"an armed timer can fire between the capture and the freeze, or between the resume and the capture; the signals and timers workloads check their pending signals themselves"},
 	{"[vvar] and [vvar_vclock] mappings",
 		"kernel data pages whose number and layout depend on the kernel (6.12 split out [vvar_vclock]); [vdso] is still compared"},
 }
@@ -48,6 +50,15 @@ func normalize(t Tree) Tree {
 		q.Status = copyMap(p.Status)
 		if p.PID == t.Root {
 			delete(q.Status, "PPid")
+		}
+		for _, key := range []string{"SigPnd", "ShdPnd"} {
+			if v, ok := q.Status[key]; ok {
+				q.Status[key] = maskTimerSignals(v)
+			}
+		}
+		q.Threads = append([]Thread(nil), p.Threads...)
+		for i := range q.Threads {
+			q.Threads[i].SigPnd = maskTimerSignals(q.Threads[i].SigPnd)
 		}
 		q.Maps = normalizeMaps(p.Maps)
 		q.FDs = map[int]string{}
@@ -174,4 +185,19 @@ func sortedKeys(m map[int]string) []int {
 	}
 	sort.Ints(keys)
 	return keys
+}
+
+// timerSignals has the bits of SIGALRM (14), SIGVTALRM (26), SIGPROF (27)
+// and the real-time signals (34 to 64) in a /proc/PID/status signal set,
+// where signal n is bit n-1.
+const timerSignals = 1<<13 | 1<<25 | 1<<26 | 0x7fffffff<<33
+
+// maskTimerSignals clears the timer signals from a hexadecimal signal set
+// as /proc/PID/status prints it; a value it cannot parse is kept as is.
+func maskTimerSignals(set string) string {
+	v, err := strconv.ParseUint(set, 16, 64)
+	if err != nil {
+		return set
+	}
+	return fmt.Sprintf("%0*x", len(set), v&^timerSignals)
 }

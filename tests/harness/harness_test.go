@@ -168,3 +168,17 @@ func TestNormalizeMapsMerge(t *testing.T) {
 		t.Errorf("normalizeMaps() mismatch (-want +got):\n%s", diff)
 	}
 }
+
+func TestMaskTimerSignals(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"0000000000002000", "0000000000000000"}, // SIGALRM
+		{"0000000000002002", "0000000000000002"}, // SIGALRM and SIGINT
+		{"0000000200000000", "0000000000000000"}, // SIGRTMIN
+		{"0000000000000100", "0000000000000100"}, // SIGUSR1 stays
+		{"unreadable", "unreadable"},
+	} {
+		if got := maskTimerSignals(tt.in); got != tt.want {
+			t.Errorf("maskTimerSignals(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

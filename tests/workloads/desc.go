@@ -25,6 +25,9 @@ type Desc struct {
 	// Xfail is why a checkpoint and restore is expected to fail it, or
 	// empty. A workload always passes when nothing is done to it.
 	Xfail string `json:"xfail"`
+	// XfailKernels holds reasons that apply only on some kernels, keyed by
+	// MAJOR.MINOR ("6.1"); on those kernels they replace Xfail.
+	XfailKernels map[string]string `json:"xfail_kernels,omitempty"`
 	// MinKernel is the oldest kernel release the workload runs on, e.g. "6.1".
 	MinKernel string `json:"min_kernel"`
 	// Needs lists what the workload needs besides the kernel (NeedLoopback, NeedShell).
@@ -57,6 +60,11 @@ func parseDesc(path string, data []byte) (Desc, error) {
 	if _, _, err := parseRelease(d.MinKernel); err != nil {
 		return Desc{}, fmt.Errorf("parse workload desc %s: min_kernel: %w", path, err)
 	}
+	for k := range d.XfailKernels {
+		if _, _, err := parseRelease(k); err != nil {
+			return Desc{}, fmt.Errorf("parse workload desc %s: xfail_kernels: %w", path, err)
+		}
+	}
 	for _, n := range d.Needs {
 		if n != NeedLoopback && n != NeedShell {
 			return Desc{}, fmt.Errorf("parse workload desc %s: unknown need %q", path, n)
@@ -85,6 +93,22 @@ func (d Desc) SupportsKernel(rel string) (bool, error) {
 		return false, err
 	}
 	return major > wantMajor || major == wantMajor && minor >= wantMinor, nil
+}
+
+// XfailOn returns why a checkpoint and restore is expected to fail the
+// workload on a kernel of release rel, or "" if it is expected to pass.
+func (d Desc) XfailOn(rel string) string {
+	major, minor, err := parseRelease(rel)
+	if err != nil {
+		return d.Xfail
+	}
+	for k, reason := range d.XfailKernels {
+		kMajor, kMinor, _ := parseRelease(k)
+		if kMajor == major && kMinor == minor {
+			return reason
+		}
+	}
+	return d.Xfail
 }
 
 // List returns the workloads built into dir: every NAME.desc with an
