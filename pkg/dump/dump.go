@@ -73,6 +73,11 @@ func Dump(w io.Writer, opts Options) (Stats, error) {
 		stats.Threads += len(p.proc.Threads)
 	}
 	stats.Pages, err = write(w, procs, opts)
+	if err != nil || opts.Exit == ExitRunning {
+		// Connections of processes that run on leave repair mode and
+		// get their packets back.
+		err = errors.Join(err, procs[0].files.releaseTCP())
+	}
 	if err != nil {
 		return stats, err
 	}

@@ -108,6 +108,7 @@ type fileTable struct {
 	pipes     map[uint64]*snapshot.Pipe
 	owner     map[uint64]fdRef // File.ID to one descriptor that refers to it
 	unixSocks *unixTable       // set when the first Unix socket is recorded
+	tcp       *tcpTable        // set when established TCP sockets are saved
 	objects   *objectTable
 }
 

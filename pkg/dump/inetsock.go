@@ -32,13 +32,14 @@ var tcpSockOpts = []sockOpt{
 }
 
 // checkInet rejects a TCP or UDP socket that the restore cannot rebuild:
-// every TCP socket that is not listening, and a listener with
-// connections in its accept queue, which are established connections.
+// a TCP socket that is neither unconnected, listening nor established,
+// and a listener with connections in its accept queue.
 //
-// Limitation: established TCP connections are rejected; they need
-// TCP_REPAIR to save and rebuild sequence numbers, queues and options,
-// and a packet drop (nftables) from before the queues are read until
-// the socket is rebuilt, so that the peer never sees a reset.
+// Limitation: a TCP listener with connections not yet accepted is
+// rejected. Their server ends are full sockets that no descriptor
+// reaches, and TCP_REPAIR cannot put a rebuilt socket into an accept
+// queue. When both ends are dumped, accepting them at dump time (with
+// ExitKill) and reconnecting on restore would lift it.
 func checkInet(pid, fd int, object, target string) *RejectError {
 	sock, err := socketCopy(pid, fd)
 	if err != nil {
@@ -63,7 +64,10 @@ func checkInet(pid, fd int, object, target string) *RejectError {
 	switch {
 	case info.State == tcpListen && info.Unacked > 0:
 		return notYet(pid, object, fmt.Sprintf("TCP listener %s with %d connections not yet accepted", target, info.Unacked))
-	case info.State != tcpListen && info.State != tcpClose:
+	case info.State != tcpListen && info.State != tcpClose && info.State != tcpEstablished:
+		// Limitation: TCP sockets in a handshake or shutting down
+		// (SYN_SENT, FIN_WAIT1, CLOSE_WAIT ...) are rejected; TCP_REPAIR
+		// rebuilds only established connections and unconnected sockets.
 		return notYet(pid, object, fmt.Sprintf("TCP connection %s in state %d", target, info.State))
 	}
 	return nil

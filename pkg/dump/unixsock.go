@@ -72,12 +72,16 @@ func (ft *fileTable) recordSocket(pid, fd int, f *snapshot.File) error {
 	return recordInet(pid, fd, family, f)
 }
 
-// readSocketQueues records the queued data of every Unix and UDP socket.
+// readSocketQueues records the queued data of every Unix and UDP socket,
+// then saves the established TCP connections.
 func (ft *fileTable) readSocketQueues(exit Exit) error {
 	if err := ft.readUnixQueues(exit); err != nil {
 		return err
 	}
-	return ft.readUDPQueues()
+	if err := ft.readUDPQueues(); err != nil {
+		return err
+	}
+	return ft.readTCP()
 }
 
 // socketCopy returns a descriptor of the dumper that refers to the same
@@ -526,6 +530,8 @@ func acceptPending(listener int, e *snapshot.File) error {
 	e.Socket.Recv = msgs
 	return nil
 }
+
+func closeFD(fd int) { unix.Close(fd) }
 
 func (ft *fileTable) byID(id uint64) *snapshot.File {
 	if id == 0 || id > uint64(len(ft.files)) {

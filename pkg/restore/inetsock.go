@@ -7,7 +7,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ksu-project/ksu/pkg/netlock"
 	"github.com/ksu-project/ksu/pkg/snapshot"
+	"github.com/ksu-project/ksu/pkg/tcprepair"
 )
 
 // tcpEstablished is the sk_state of a connected socket.
@@ -34,9 +36,9 @@ func (rs *restorer) openInetSocket(sf *snapshot.File) (*fdFile, error) {
 // buildInetSockets creates, binds, connects and refills every TCP and UDP
 // socket, and stores each in rs.open, which closes them when the restore
 // ends.
-//
-// Limitation: only TCP listeners without pending connections and UDP
-// sockets are rebuilt; the dump rejects established TCP connections.
+// Once every socket exists it lifts the packet drop that the dump set
+// for established connections, so that their peers' retransmissions
+// arrive.
 func (rs *restorer) buildInetSockets() error {
 	var socks []*snapshot.File
 	for _, f := range rs.files {
@@ -64,13 +66,46 @@ func (rs *restorer) buildInetSockets() error {
 			return fmt.Errorf("set options of %v socket %d: %w", f.Kind, f.ID, err)
 		}
 	}
+	for _, f := range socks {
+		if f.Socket.TCP != nil {
+			return netlock.Unlock()
+		}
+	}
 	return nil
+}
+
+// rebuildTCP rebuilds an established connection with TCP_REPAIR.
+func rebuildTCP(s *snapshot.Socket) (int, error) {
+	if s.TCP == nil {
+		return -1, fmt.Errorf("established TCP socket without repair state")
+	}
+	local, err := parseInetAddr(s.Local)
+	if err != nil {
+		return -1, err
+	}
+	remote, err := parseInetAddr(s.Remote)
+	if err != nil {
+		return -1, err
+	}
+	saved := &tcprepair.Saved{Repair: *s.TCP, Send: joinMessages(s.Send), Recv: joinMessages(s.Recv)}
+	return tcprepair.Rebuild(saved, int(s.Family), local, remote)
+}
+
+func joinMessages(msgs []snapshot.SocketMessage) []byte {
+	var out []byte
+	for _, m := range msgs {
+		out = append(out, m.Data...)
+	}
+	return out
 }
 
 // newInetSocket creates the socket of f, binds it to its saved address
 // and makes it listen or connects it as it was.
 func newInetSocket(f *snapshot.File) (int, error) {
 	s := f.Socket
+	if s.Type == unix.SOCK_STREAM && s.State == tcpEstablished {
+		return rebuildTCP(s)
+	}
 	fd, err := unix.Socket(int(s.Family), int(s.Type)|unix.SOCK_CLOEXEC, int(s.Protocol))
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)

@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,5 +165,105 @@ func TestIntegrationUDP(t *testing.T) {
 				t.Errorf("Check() output = %q, want it to name the first datagram", out)
 			}
 		})
+	}
+}
+
+// tcpServerEnd is the descriptor of the server end of the tcpconn
+// tracee's connection: after stdio come the listener and the client.
+const tcpServerEnd = 5
+
+// stealBytes receives up to n bytes from descriptor fd of process pid.
+func stealBytes(t *testing.T, pid, fd, n int) int {
+	t.Helper()
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	sock, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		t.Fatalf("pidfd_getfd(%d, %d) = %v", pid, fd, err)
+	}
+	defer unix.Close(sock)
+	buf := make([]byte, n)
+	got, _, err := unix.Recvfrom(sock, buf, unix.MSG_DONTWAIT)
+	if err != nil {
+		t.Fatalf("recv from fd %d of process %d = %v, want queued data", fd, pid, err)
+	}
+	return got
+}
+
+func TestIntegrationTCPEstablished(t *testing.T) {
+	needRoot(t)
+	if !runInNetns(t) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bin := buildWithWL(t, t.TempDir(), "tcpconn")
+	for _, tt := range []struct {
+		name     string
+		loseData bool
+		wantPass bool
+	}{
+		{"round trip", false, true},
+		{"lost bytes fail the check", true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, _ := startWorkload(t, bin, t.TempDir())
+			restored := dumpKillRestoreWorkload(t, tr)
+			if tt.loseData {
+				got := stealBytes(t, restored.PID, tcpServerEnd, 100)
+				t.Logf("took %d bytes from fd %d of the restored process", got, tcpServerEnd)
+			}
+			pass, out, err := restored.Check(ctx)
+			if err != nil {
+				t.Fatalf("Check() = %v\n%s", err, out)
+			}
+			if pass != tt.wantPass {
+				t.Errorf("Check() pass = %v, want %v; output:\n%s", pass, tt.wantPass, out)
+			}
+			if !tt.wantPass && !strings.Contains(out, "server: byte") {
+				t.Errorf("Check() output = %q, want it to name the server's bytes", out)
+			}
+		})
+	}
+}
+
+// TestIntegrationTCPOutsidePeer keeps a connection whose client is the
+// test itself, outside the dumped process: the client sees no reset and
+// talks to the restored server over the same connection.
+func TestIntegrationTCPOutsidePeer(t *testing.T) {
+	needRoot(t)
+	if !runInNetns(t) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	tr, _ := startWorkload(t, buildWithWL(t, dir, "tcpconn"), dir, "serve")
+	out := tr.waitOutput(t, "PORT ", 10*time.Second)
+	var port int
+	if _, err := fmt.Sscanf(out[strings.Index(out, "PORT "):], "PORT %d", &port); err != nil {
+		t.Fatalf("parse port from %q: %v", out, err)
+	}
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tr.waitOutput(t, "ACCEPTED", 10*time.Second)
+	restored := dumpKillRestoreWorkload(t, tr)
+	if _, err := conn.Write([]byte("after\n")); err != nil {
+		t.Fatalf("write to the restored server = %v", err)
+	}
+	pass, wout, err := restored.Check(ctx)
+	if err != nil || !pass {
+		t.Fatalf("Check() = %v, %v, want PASS; output:\n%s", pass, err, wout)
+	}
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	reply, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || reply != "reply\n" {
+		t.Errorf("read from the restored server = %q, %v, want \"reply\\n\"", reply, err)
 	}
 }

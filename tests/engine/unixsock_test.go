@@ -43,9 +43,9 @@ func buildWorkload(t testing.TB, dir, name string) string {
 // whose reaper waits on the child: a wait in the tracer's thread group
 // also reports the child's ptrace stops and would take them from the
 // dumper.
-func startWorkload(t testing.TB, bin, dir string) (*tracee, *workloads.Workload) {
+func startWorkload(t testing.TB, bin, dir string, args ...string) (*tracee, *workloads.Workload) {
 	t.Helper()
-	tr := startTracee(t, dir, bin)
+	tr := startTracee(t, dir, bin, args...)
 	w, err := workloads.Attach(tr.cmd.Process.Pid, tr.out)
 	if err != nil {
 		t.Fatal(err)
