@@ -33,7 +33,7 @@ import (
 )
 
 func main() {
-	if os.Getpid() != 1 && len(os.Args) == 2 && os.Args[1] == restorerArg {
+	if os.Getpid() != 1 && len(os.Args) >= 2 && os.Args[1] == restorerArg {
 		os.Exit(runRestorer())
 	}
 	if os.Getpid() != 1 {

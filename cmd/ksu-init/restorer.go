@@ -56,16 +56,27 @@ func init() { runtime.LockOSThread() }
 // runRestorer is the main function of the restorer role. It returns the
 // exit status: 0 when the processes run, 1 otherwise. Its result goes to
 // resultFile either way.
+//
+// The restorer runs in two steps. The first, "/init ksu-restorer",
+// unshares a time namespace and execs the second, "/init ksu-restorer
+// CLOCKS", which exec moves into that namespace (Linux 6.0 and later)
+// with everything it forks. It cannot fork into the namespace directly,
+// because Go forks with CLONE_VM, which the kernel rejects while the
+// namespace for children differs from the caller's.
 func runRestorer() int {
-	// The time namespace is unshared by the main thread, and only
-	// children forked from it enter the namespace, so restore runs on it
-	// too (see init).
 	log := klog.NewKmsg("ksu-restorer", os.Stdout)
-	res := restoreSnapshot(log)
+	var res restoreResult
+	path := resultFile
+	if len(os.Args) == 2 {
+		res = execInTimeNamespace(log)
+		path = filepath.Join(initramfs.NewRootDir, resultFile) // not chrooted yet
+	} else {
+		res = restoreSnapshot(log, os.Args[2])
+	}
 	if res.Error != "" {
 		log.Logf(klog.LevelErr, "restore failed: %s", res.Error)
 	}
-	if err := writeJSON(resultFile, res); err != nil {
+	if err := writeJSON(path, res); err != nil {
 		log.Logf(klog.LevelErr, "write restore result: %v", err)
 		return 1
 	}
@@ -75,10 +86,42 @@ func runRestorer() int {
 	return 0
 }
 
-// restoreSnapshot restores the snapshot of the initramfs inside the new
-// root and into a new time namespace.
-func restoreSnapshot(log *klog.Kmsg) restoreResult {
+// execInTimeNamespace unshares a time namespace that continues the
+// snapshot's clocks and execs the second step of the restorer into it.
+// It returns only on failure.
+func execInTimeNamespace(log *klog.Kmsg) restoreResult {
 	var res restoreResult
+	meta, pids, err := scanSnapshot(os.DirFS(initramfs.SnapshotDir))
+	res.SnapshotKernel, res.PIDs, res.SnapshotAt = meta.KernelRelease, pids, meta.Time
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	// /proc is mounted in the new root by now.
+	res.Clocks, err = enterTimeNamespace(filepath.Join(initramfs.NewRootDir, "proc"), meta, time.Now())
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	log.Printf("time namespace: %s", res.Clocks)
+	clocks, err := json.Marshal(res.Clocks)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	err = unix.Exec(os.Args[0], []string{os.Args[0], restorerArg, string(clocks)}, os.Environ())
+	res.Error = fmt.Sprintf("exec the restorer into the time namespace: %v", err)
+	return res
+}
+
+// restoreSnapshot restores the snapshot of the initramfs inside the new
+// root. clocks is the JSON of the time namespace's clockOffsets.
+func restoreSnapshot(log *klog.Kmsg, clocks string) restoreResult {
+	var res restoreResult
+	if err := json.Unmarshal([]byte(clocks), &res.Clocks); err != nil {
+		res.Error = fmt.Sprintf("decode clock offsets %q: %v", clocks, err)
+		return res
+	}
 	dir, err := os.Open(initramfs.SnapshotDir)
 	if err != nil {
 		res.Error = err.Error()
@@ -95,19 +138,32 @@ func restoreSnapshot(log *klog.Kmsg) restoreResult {
 	if err := log.OpenKernelLog(); err != nil {
 		log.Printf("logging to the console only: %v", err)
 	}
+	if err := checkTimeNamespace(); err != nil {
+		res.Error = err.Error()
+		return res
+	}
 	meta, pids, err := scanSnapshot(fsys)
 	res.SnapshotKernel, res.PIDs, res.SnapshotAt = meta.KernelRelease, pids, meta.Time
 	if err != nil {
 		res.Error = err.Error()
 		return res
 	}
-	res.Clocks, err = enterTimeNamespace(meta, time.Now())
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	log.Printf("time namespace: %s", res.Clocks)
 	return runRestore(log, fsys, res)
+}
+
+// checkTimeNamespace checks that exec moved the restorer out of PID 1's
+// time namespace, which kernels before 6.0 do not do.
+func checkTimeNamespace() error {
+	ours, err1 := os.Readlink("/proc/self/ns/time")
+	init, err2 := os.Readlink("/proc/1/ns/time")
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("compare time namespaces: %w", err)
+	}
+	if ours == init {
+		return errors.New("the restorer is still in the initial time namespace after exec: " +
+			"the kernel needs Linux 6.0 or later to restore processes with continuing clocks")
+	}
+	return nil
 }
 
 // enterNewRoot makes the mounted root the restorer's root directory, so

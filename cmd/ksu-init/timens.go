@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -58,13 +59,13 @@ func formatOffsets(c clockOffsets) string {
 }
 
 // enterTimeNamespace unshares a time namespace whose clocks continue
-// those of the snapshot. The calling thread stays in its namespace; the
-// processes it forks afterwards live in the new one, and nothing else
-// does, so the real init keeps the kernel's clocks.
+// those of the snapshot, with proc the proc mount to set its offsets
+// through. The calling process stays in its namespace; what it forks
+// without CLONE_VM, or its next exec, enters the new one. Only the
+// restorer does, so the real init keeps the kernel's clocks.
 //
-// Preconditions: the calling goroutine is locked to the main thread, and
-// that thread forks every process that must enter the namespace.
-func enterTimeNamespace(m snapshot.Meta, now time.Time) (clockOffsets, error) {
+// Preconditions: the calling goroutine is locked to the main thread.
+func enterTimeNamespace(proc string, m snapshot.Meta, now time.Time) (clockOffsets, error) {
 	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
 		return clockOffsets{}, fmt.Errorf("create time namespace: %w", os.NewSyscallError("unshare", err))
 	}
@@ -76,9 +77,9 @@ func enterTimeNamespace(m snapshot.Meta, now time.Time) (clockOffsets, error) {
 		return clockOffsets{}, fmt.Errorf("read boot-time clock: %w", err)
 	}
 	c := computeOffsets(m, time.Duration(mono.Nano()), time.Duration(boot.Nano()), now)
-	// /proc/self is the thread group leader, which the precondition
+	// proc/self is the thread group leader, which the precondition
 	// makes the calling thread.
-	const path = "/proc/self/timens_offsets"
+	path := filepath.Join(proc, "self/timens_offsets")
 	if err := os.WriteFile(path, []byte(formatOffsets(c)), 0); err != nil {
 		return c, fmt.Errorf("set time namespace offsets: %w", err)
 	}
