@@ -11,7 +11,7 @@ import (
 	"github.com/ksu-project/ksu/pkg/snapshot"
 )
 
-// deletedSuffix is what the kernel appends to the path of an unlinked
+// deletedSuffix is the suffix the kernel appends to the path of an unlinked
 // file in /proc/PID/fd and /proc/PID/maps.
 const deletedSuffix = " (deleted)"
 

@@ -41,8 +41,8 @@ func openAnon(sf *snapshot.File) (*fdFile, error) {
 	return f, nil
 }
 
-// newEventFD creates an eventfd with count c. The count goes in with a
-// write, because eventfd(2) takes only 32 bits of it.
+// newEventFD creates an eventfd with the saved count, which goes in with a
+// write because eventfd(2) takes only 32 bits of it.
 func newEventFD(e *snapshot.EventFD) (*fdFile, error) {
 	flags := unix.EFD_CLOEXEC | unix.EFD_NONBLOCK
 	if e.Semaphore {

@@ -245,7 +245,11 @@ func (rs *restorer) mapObject(pid int, v snapshot.VMA) error {
 
 // openShared opens a file mapped MAP_SHARED for reading and writing, so
 // that the mapping may be writable, and checks that it is the same file
-// as at the dump. Its size and time may differ: the mapping wrote to it.
+// as at the dump, with the same size and modification time. Those stay
+// put after the dump: the kernel sets the time when a process first
+// writes to a clean page, and the dumped processes no longer run, while
+// writing dirty pages back sets nothing. A file replaced since may get
+// the old inode number again, so the inode alone would not catch it.
 //
 // Limitation: a file the restorer may only read is opened read-only, so
 // its shared mapping cannot be made writable later with mprotect.
@@ -261,7 +265,7 @@ func (rs *restorer) openShared(ref snapshot.FileRef) (*fdFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sameFile(f, ref, false); err != nil {
+	if err := sameFile(f, ref, true); err != nil {
 		f.Close()
 		return nil, err
 	}
