@@ -32,14 +32,8 @@ var tcpSockOpts = []sockOpt{
 }
 
 // checkInet rejects a TCP or UDP socket that the restore cannot rebuild:
-// a TCP socket that is neither unconnected, listening nor established,
-// and a listener with connections in its accept queue.
-//
-// Limitation: a TCP listener with connections not yet accepted is
-// rejected. Their server ends are full sockets that no descriptor
-// reaches, and TCP_REPAIR cannot put a rebuilt socket into an accept
-// queue. When both ends are dumped, accepting them at dump time (with
-// ExitKill) and reconnecting on restore would lift it.
+// a TCP socket that is neither unconnected, listening nor established.
+// readTCPPending checks the connections in a listener's accept queue.
 func checkInet(pid, fd int, object, target string) *RejectError {
 	sock, err := socketCopy(pid, fd)
 	if err != nil {
@@ -62,8 +56,6 @@ func checkInet(pid, fd int, object, target string) *RejectError {
 		return &RejectError{PID: pid, Object: object, Kind: target, Reason: fmt.Sprintf("read TCP_INFO: %v", err)}
 	}
 	switch {
-	case info.State == tcpListen && info.Unacked > 0:
-		return notYet(pid, object, fmt.Sprintf("TCP listener %s with %d connections not yet accepted", target, info.Unacked))
 	case info.State != tcpListen && info.State != tcpClose && info.State != tcpEstablished:
 		// Limitation: TCP sockets in a handshake or shutting down
 		// (SYN_SENT, FIN_WAIT1, CLOSE_WAIT ...) are rejected; TCP_REPAIR

@@ -28,8 +28,8 @@ func (ft *fileTable) readTCP() error {
 	var files []*snapshot.File
 	var conns []netlock.Conn
 	for _, f := range ft.files {
-		if f.Kind != snapshot.FileTCPSocket || f.Socket.State != tcpEstablished {
-			continue
+		if f.Kind != snapshot.FileTCPSocket || f.Socket.State != tcpEstablished || f.Socket.Peer != 0 {
+			continue // not established, or a client or server end of a pending connection
 		}
 		c, err := lockConn(f.Socket)
 		if err != nil {
@@ -40,9 +40,11 @@ func (ft *fileTable) readTCP() error {
 	if len(files) == 0 {
 		return nil
 	}
-	ft.tcp = &tcpTable{}
+	if ft.tcp == nil {
+		ft.tcp = &tcpTable{}
+	}
 	if err := netlock.Lock(conns); err != nil {
-		return err
+		return errors.Join(err, ft.releaseTCP())
 	}
 	ft.tcp.locked = true
 	for _, f := range files {

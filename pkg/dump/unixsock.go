@@ -72,13 +72,17 @@ func (ft *fileTable) recordSocket(pid, fd int, f *snapshot.File) error {
 	return recordInet(pid, fd, family, f)
 }
 
-// readSocketQueues records the queued data of every Unix and UDP socket,
-// then saves the established TCP connections.
+// readSocketQueues records the queued data of every Unix and UDP socket
+// and the connections in TCP listeners' accept queues, then saves the
+// established TCP connections.
 func (ft *fileTable) readSocketQueues(exit Exit) error {
 	if err := ft.readUnixQueues(exit); err != nil {
 		return err
 	}
 	if err := ft.readUDPQueues(); err != nil {
+		return err
+	}
+	if err := ft.readTCPPending(exit); err != nil {
 		return err
 	}
 	return ft.readTCP()

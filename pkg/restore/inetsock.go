@@ -40,21 +40,24 @@ func (rs *restorer) openInetSocket(sf *snapshot.File) (*fdFile, error) {
 // for established connections, so that their peers' retransmissions
 // arrive.
 func (rs *restorer) buildInetSockets() error {
-	var socks []*snapshot.File
-	for _, f := range rs.files {
-		if (f.Kind == snapshot.FileTCPSocket || f.Kind == snapshot.FileUDPSocket) && f.Socket != nil {
-			socks = append(socks, f)
-		}
-	}
-	slices.SortFunc(socks, func(x, y *snapshot.File) int { return int(x.ID) - int(y.ID) })
+	socks, embryos := rs.inetFiles()
 	fds := map[uint64]int{}
 	for _, f := range socks {
-		fd, err := newInetSocket(f)
+		fd, err := -1, error(nil)
+		if f.Socket.Peer == 0 {
+			fd, err = newInetSocket(f)
+		}
 		if err != nil {
 			return fmt.Errorf("rebuild %v socket %d: %w", f.Kind, f.ID, err)
 		}
 		fds[f.ID] = fd
 		rs.open[f.ID] = &fdFile{fd, fmt.Sprintf("%v socket %d", f.Kind, f.ID)}
+	}
+	for _, e := range embryos {
+		if err := reconnectPending(e, fds); err != nil {
+			return fmt.Errorf("reconnect pending tcp connection %d: %w", e.ID, err)
+		}
+		rs.open[e.Socket.Peer].fd = fds[e.Socket.Peer]
 	}
 	for _, f := range socks {
 		if err := refillUDP(f, socks, fds); err != nil {
@@ -72,6 +75,68 @@ func (rs *restorer) buildInetSockets() error {
 		}
 	}
 	return nil
+}
+
+// inetFiles returns the TCP and UDP sockets that descriptors refer to and
+// the server ends of pending TCP connections (embryos), each in File.ID
+// order.
+func (rs *restorer) inetFiles() (socks, embryos []*snapshot.File) {
+	pending := map[uint64]bool{}
+	for _, f := range rs.files {
+		if f.Kind == snapshot.FileTCPSocket && f.Socket != nil {
+			for _, id := range f.Socket.Pending {
+				pending[id] = true
+			}
+		}
+	}
+	for _, f := range rs.files {
+		switch {
+		case f.Kind != snapshot.FileTCPSocket && f.Kind != snapshot.FileUDPSocket || f.Socket == nil:
+		case pending[f.ID]:
+			embryos = append(embryos, f)
+		default:
+			socks = append(socks, f)
+		}
+	}
+	byID := func(x, y *snapshot.File) int { return int(x.ID) - int(y.ID) }
+	slices.SortFunc(socks, byID)
+	slices.SortFunc(embryos, byID)
+	return socks, embryos
+}
+
+// reconnectPending connects the client of pending connection e to its
+// listener again, from the client's old address, and sends what the
+// server end had received, so that accept returns an equivalent
+// connection. The handshake picks new sequence numbers, which nobody
+// sees because the dump took both ends.
+func reconnectPending(e *snapshot.File, fds map[uint64]int) error {
+	client, ok := fds[e.Socket.Peer]
+	if !ok || client != -1 {
+		return fmt.Errorf("client %d is not in the snapshot or already rebuilt", e.Socket.Peer)
+	}
+	local, err := parseInetAddr(e.Socket.Remote)
+	if err != nil {
+		return err
+	}
+	server, err := parseInetAddr(e.Socket.Local)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Socket(int(e.Socket.Family), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	fds[e.Socket.Peer] = fd
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fmt.Errorf("set SO_REUSEADDR: %w", err)
+	}
+	if err := unix.Bind(fd, local); err != nil {
+		return fmt.Errorf("bind %x: %w", e.Socket.Remote, err)
+	}
+	if err := unix.Connect(fd, server); err != nil {
+		return fmt.Errorf("connect to %x: %w", e.Socket.Local, err)
+	}
+	return sendAll(fd, joinMessages(e.Socket.Recv), nil)
 }
 
 // rebuildTCP rebuilds an established connection with TCP_REPAIR.

@@ -2,7 +2,6 @@ package tcprepair
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -137,10 +136,9 @@ func refill(fd, q int, data []byte) error {
 }
 
 func setWindow(fd int, s *Saved) error {
+	// N.B. both windows may be 0: a receiver whose buffer is full
+	// advertises a zero window.
 	r := &s.Repair
-	if r.SndWnd == 0 && r.RcvWnd == 0 {
-		return errors.New("set TCP_REPAIR_WINDOW: the snapshot has no window")
-	}
 	w := make([]byte, repairWindowSize)
 	le := binary.LittleEndian
 	le.PutUint32(w[0:], r.SndWl1)

@@ -267,3 +267,22 @@ func TestIntegrationTCPOutsidePeer(t *testing.T) {
 		t.Errorf("read from the restored server = %q, %v, want \"reply\\n\"", reply, err)
 	}
 }
+
+// TestIntegrationTCPWorkload runs the tcp workload: an established
+// connection with data in every queue, plus a connection that waits in
+// the listener's accept queue with data sent on it.
+func TestIntegrationTCPWorkload(t *testing.T) {
+	needRoot(t)
+	if !runInNetns(t) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	tr, _ := startWorkload(t, buildWorkload(t, dir, "tcp"), dir)
+	restored := dumpKillRestoreWorkload(t, tr)
+	pass, out, err := restored.Check(ctx)
+	if err != nil || !pass {
+		t.Fatalf("Check() = %v, %v, want PASS; output:\n%s", pass, err, out)
+	}
+}
