@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build.sh: the one entry point to set up, build, test and demonstrate ksu.
 #
-# Products go to $KSU_OUT (default ./out); downloads and the slow parts of
+# Products go to $KSU_OUT (default ./out). Downloads and the slow parts of
 # the images (debootstrap trees, unpacked kernels) are cached in $KSU_CACHE
 # (default /var/cache/ksu), keyed by their inputs, so a rerun with nothing
 # changed takes seconds.

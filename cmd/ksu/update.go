@@ -127,7 +127,7 @@ func checkUpdate(o updateOptions) (kexec.Image, error) {
 	return img, nil
 }
 
-// confirm asks the operator on a terminal, or requires --yes elsewhere.
+// confirm prompts the operator on a terminal, or requires --yes elsewhere.
 func confirm(o updateOptions, release string) error {
 	if o.yes {
 		return nil
