@@ -8,9 +8,9 @@ import (
 )
 
 // switchLog logs the steps of a kernel switch to stderr and to the kernel
-// log. The kernel log reaches the console, so the operator (and the test
-// harness) still sees the last lines before the kexec, and the new
-// kernel's dmesg does not; the journal of the old boot keeps them.
+// log. The kernel log reaches the console, where the operator and the
+// test harness read the last lines before the kexec. The new kernel's
+// dmesg does not have them, but the journal of the old boot does.
 type switchLog struct {
 	stderr *klog.Writer
 	kernel *klog.Kmsg
