@@ -3,7 +3,7 @@
 // chosen processes across the switch.
 //
 // Exit status: 0 on success, 1 when the command failed (nothing was
-// changed unless the message says otherwise), 2 for invalid usage.
+// changed unless the message states otherwise), 2 for invalid usage.
 package main
 
 import (
