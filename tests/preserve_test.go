@@ -3,7 +3,9 @@ package tests
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +63,7 @@ func testPreserve(t *testing.T, ctx context.Context, g *qemu.Guest, to string) {
 		t.Logf("  new kernel phase %-10s %8v", p.Phase, p.Duration.Round(time.Millisecond))
 	}
 	if len(rep.Failures) > 0 {
+		logRestorer(t, g)
 		t.Fatalf("restore failures: %+v", rep.Failures)
 	}
 	for _, w := range []scenario.Preserved{clock} {
@@ -110,5 +113,21 @@ func checkClockContinues(t *testing.T, ctx context.Context, g *qemu.Guest, clock
 	}
 	if bootAfter < boot {
 		t.Errorf("CLOCK_BOOTTIME after the update %v, want at least %v", time.Duration(bootAfter), time.Duration(boot))
+	}
+}
+
+// logRestorer logs the console lines of the restorer, and of a Go panic,
+// which the guest's report cannot hold.
+func logRestorer(t *testing.T, g *qemu.Guest) {
+	data, err := os.ReadFile(g.ConsoleLog())
+	if err != nil {
+		t.Logf("read console log: %v", err)
+		return
+	}
+	lines := strings.Split(string(data), "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "ksu-restorer") || strings.HasPrefix(l, "panic:") || strings.HasPrefix(l, "fatal error:") {
+			t.Logf("console: %s", strings.Join(lines[i:min(i+12, len(lines))], "\n"))
+		}
 	}
 }

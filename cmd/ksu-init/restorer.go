@@ -98,19 +98,9 @@ func execInTimeNamespace(log *klog.Kmsg) restoreResult {
 		return res
 	}
 	// /proc is mounted in the new root by now.
-	res.Clocks, err = enterTimeNamespace(filepath.Join(initramfs.NewRootDir, "proc"), meta, time.Now())
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	log.Printf("time namespace: %s", res.Clocks)
-	clocks, err := json.Marshal(res.Clocks)
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	err = unix.Exec(os.Args[0], []string{os.Args[0], restorerArg, string(clocks)}, os.Environ())
-	res.Error = fmt.Sprintf("exec the restorer into the time namespace: %v", err)
+	log.Printf("entering a time namespace, %v after the snapshot", time.Since(meta.Time).Round(time.Millisecond))
+	res.Clocks, err = execWithOffsets(filepath.Join(initramfs.NewRootDir, "proc"), meta, time.Now())
+	res.Error = err.Error()
 	return res
 }
 

@@ -1,14 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ksu-project/ksu/pkg/snapshot"
+	"github.com/ksu-project/ksu/pkg/timens"
 )
 
 // clockOffsets are the offsets of the restored processes' time namespace
@@ -44,31 +45,14 @@ func computeOffsets(m snapshot.Meta, mono, boot time.Duration, now time.Time) cl
 	}
 }
 
-// formatOffsets formats offsets for /proc/PID/timens_offsets: one line
-// per clock, "name seconds nanoseconds", with 0 <= nanoseconds < 1e9 as
-// the kernel requires.
-func formatOffsets(c clockOffsets) string {
-	line := func(name string, d time.Duration) string {
-		sec, nsec := int64(d/time.Second), int64(d%time.Second)
-		if nsec < 0 {
-			sec, nsec = sec-1, nsec+int64(time.Second)
-		}
-		return fmt.Sprintf("%s %d %d\n", name, sec, nsec)
-	}
-	return line("monotonic", c.Monotonic) + line("boottime", c.Boottime)
-}
-
-// enterTimeNamespace unshares a time namespace whose clocks continue
+// execWithOffsets unshares a time namespace whose clocks continue
 // those of the snapshot, with proc the proc mount to set its offsets
-// through. The calling process stays in its namespace; what it forks
-// without CLONE_VM, or its next exec, enters the new one. Only the
-// restorer does, so the real init keeps the kernel's clocks.
+// through, and execs the restorer's second step into it with the offsets
+// as its argument. Only the restorer enters it, so the real init keeps
+// the kernel's clocks. It returns only on failure.
 //
 // Preconditions: the calling goroutine is locked to the main thread.
-func enterTimeNamespace(proc string, m snapshot.Meta, now time.Time) (clockOffsets, error) {
-	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
-		return clockOffsets{}, fmt.Errorf("create time namespace: %w", os.NewSyscallError("unshare", err))
-	}
+func execWithOffsets(proc string, m snapshot.Meta, now time.Time) (clockOffsets, error) {
 	var mono, boot unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
 		return clockOffsets{}, fmt.Errorf("read monotonic clock: %w", err)
@@ -77,11 +61,11 @@ func enterTimeNamespace(proc string, m snapshot.Meta, now time.Time) (clockOffse
 		return clockOffsets{}, fmt.Errorf("read boot-time clock: %w", err)
 	}
 	c := computeOffsets(m, time.Duration(mono.Nano()), time.Duration(boot.Nano()), now)
-	// proc/self is the thread group leader, which the precondition
-	// makes the calling thread.
-	path := filepath.Join(proc, "self/timens_offsets")
-	if err := os.WriteFile(path, []byte(formatOffsets(c)), 0); err != nil {
-		return c, fmt.Errorf("set time namespace offsets: %w", err)
+	arg, err := json.Marshal(c)
+	if err != nil {
+		return c, fmt.Errorf("encode clock offsets: %w", err)
 	}
-	return c, nil
+	argv := []string{os.Args[0], restorerArg, string(arg)}
+	err = timens.Exec(proc, timens.Offsets{Monotonic: c.Monotonic, Boottime: c.Boottime}, argv, os.Environ())
+	return c, err
 }

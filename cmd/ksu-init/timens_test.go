@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ksu-project/ksu/pkg/snapshot"
+	"github.com/ksu-project/ksu/pkg/timens"
 )
 
 func TestComputeOffsets(t *testing.T) {
@@ -46,8 +47,9 @@ func TestFormatOffsets(t *testing.T) {
 			"monotonic -2 500000000\nboottime -1 999999999\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := formatOffsets(tt.in); got != tt.want {
-				t.Errorf("formatOffsets(%+v) = %q, want %q", tt.in, got, tt.want)
+			o := timens.Offsets{Monotonic: tt.in.Monotonic, Boottime: tt.in.Boottime}
+			if got := o.Format(); got != tt.want {
+				t.Errorf("Offsets(%+v).Format() = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}
