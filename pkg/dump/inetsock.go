@@ -66,8 +66,8 @@ func checkInet(pid, fd int, object, target string) *RejectError {
 }
 
 // recordInet fills f with the TCP or UDP socket behind descriptor fd of
-// pid: addresses, options, the listen backlog and, for UDP, the queued
-// datagrams.
+// pid: addresses, options and the listen backlog. readUDPQueues and
+// readTCP add the queued data later.
 func recordInet(pid, fd int, family int, f *snapshot.File) error {
 	sock, err := socketCopy(pid, fd)
 	if err != nil {
@@ -78,6 +78,7 @@ func recordInet(pid, fd int, family int, f *snapshot.File) error {
 	if err != nil {
 		return fmt.Errorf("read SO_TYPE of fd %d in process %d: %w", fd, pid, err)
 	}
+
 	s := &snapshot.Socket{Family: int32(family), Type: int32(typ), State: tcpClose}
 	f.Socket, f.Ref = s, snapshot.FileRef{}
 	if s.Local, err = sockName(sock, unix.Getsockname); err != nil {
@@ -86,6 +87,7 @@ func recordInet(pid, fd int, family int, f *snapshot.File) error {
 	if s.Remote, err = sockName(sock, unix.Getpeername); err != nil && !errors.Is(err, unix.ENOTCONN) {
 		return fmt.Errorf("read peer address of fd %d in process %d: %w", fd, pid, err)
 	}
+
 	opts := inetSockOpts
 	if typ == unix.SOCK_STREAM {
 		f.Kind, s.Protocol = snapshot.FileTCPSocket, unix.IPPROTO_TCP

@@ -37,7 +37,7 @@ const (
 	maxDiagMessages = 1 << 20
 )
 
-// unixDiag is what sock_diag reports about one Unix socket.
+// unixDiag is the sock_diag record of one Unix socket.
 type unixDiag struct {
 	ino      uint32
 	typ      uint8

@@ -13,13 +13,13 @@ import (
 const maxPendingRead = 64 << 20
 
 // readTCPPending records the connections waiting in the accept queues of
-// TCP listeners. The server end of such a connection is a socket that no
-// descriptor reaches, and TCP_REPAIR cannot put a rebuilt socket back
-// into an accept queue, so the dump accepts it, reads what the client
-// sent, and records the client as a socket that the restore connects
-// again with a fresh handshake. That is invisible only when the client
-// is dumped too, and accepting takes the connection away from the
-// process, so only a dump that kills the processes may do it.
+// TCP listeners. No descriptor reaches the server end of such a
+// connection, and TCP_REPAIR cannot put a rebuilt socket back into an
+// accept queue. So the dump accepts it and reads what the client sent,
+// and the restore connects the client again with a fresh handshake. The
+// new handshake goes unnoticed only when the client is dumped too.
+// Accepting takes the connection away from the process, so only a dump
+// that kills the processes may do it.
 //
 // Limitation: a pending connection from a client outside the dumped
 // processes is rejected, and so is one whose client still has data not
@@ -73,6 +73,7 @@ func (ft *fileTable) acceptOneTCP(f *snapshot.File, listener int) error {
 	// the client and no orphan that keeps the listener's port from the
 	// restore.
 	defer closeSilently(conn)
+
 	local, err := sockName(conn, unix.Getsockname)
 	if err != nil {
 		return err
@@ -97,6 +98,7 @@ func (ft *fileTable) acceptOneTCP(f *snapshot.File, listener int) error {
 	if err != nil {
 		return err
 	}
+
 	e := &snapshot.File{ID: uint64(len(ft.files) + 1), Kind: snapshot.FileTCPSocket, Flags: unix.O_RDWR,
 		Socket: &snapshot.Socket{Family: f.Socket.Family, Type: unix.SOCK_STREAM, Protocol: unix.IPPROTO_TCP,
 			State: tcpEstablished, Local: local, Remote: remote, Peer: client.ID}}

@@ -20,10 +20,9 @@ type tcpTable struct {
 
 // readTCP drops the packets of every established TCP connection of the
 // dump, then saves each connection with TCP_REPAIR. The sockets stay in
-// repair mode, so that killing their processes sends nothing to the
-// peers, and the drop stays until the restore lifts it; releaseTCP undoes
-// both when the processes run on instead. On error, readTCP undoes both
-// itself.
+// repair mode, so killing their processes sends nothing to the peers.
+// The drop stays until the restore lifts it. releaseTCP undoes both when
+// the processes run on instead, and readTCP undoes both itself on error.
 func (ft *fileTable) readTCP() error {
 	var files []*snapshot.File
 	var conns []netlock.Conn

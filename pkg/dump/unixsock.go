@@ -119,6 +119,7 @@ func (ft *fileTable) recordUnix(pid, fd int, f *snapshot.File) error {
 	if !ok {
 		return fmt.Errorf("unix socket %d of fd %d in process %d: not found by sock_diag", ino, fd, pid)
 	}
+
 	f.Kind = snapshot.FileUnixSocket
 	f.Socket = &snapshot.Socket{Family: unix.AF_UNIX, Type: int32(d.typ), State: uint32(d.state),
 		Shutdown: uint32(d.shutdown)}
@@ -171,8 +172,9 @@ func readSockOpts(pid, fd int, s *snapshot.Socket) error {
 // and the file found there must be the socket's.
 //
 // Limitation: a name bound relative to another directory than the
-// process's current one, or whose file was removed or replaced, is
-// rejected; the restore could bind it and unlink the file again.
+// process's current one is rejected, and so is a name whose file was
+// removed or replaced. The restore could bind it and unlink the file
+// again.
 func boundFile(pid, fd int, d *unixDiag) (snapshot.FileRef, error) {
 	if len(d.name) == 0 || d.name[0] == 0 {
 		return snapshot.FileRef{}, nil // unnamed or abstract
@@ -197,8 +199,8 @@ func boundFile(pid, fd int, d *unixDiag) (snapshot.FileRef, error) {
 
 // linkUnix sets the Peer of every Unix socket, records the connections
 // waiting in listeners' accept queues and replaces each socket's Ref,
-// the sockfs inode that told descriptors apart, with its bound socket
-// file. It rejects a socket whose peer is outside the dumped processes:
+// the sockfs inode that lookup compared descriptors by, with its bound
+// socket file. It rejects a socket whose peer is outside the dumped processes:
 // the restore creates new sockets, so that peer would lose its
 // connection.
 func (ft *fileTable) linkUnix() error {
@@ -466,8 +468,8 @@ func checkControl(oob []byte, flags int) error {
 //
 // Limitation: a pending connection with queued data is rejected unless
 // the dump kills the processes (Exit: ExitKill), because accepting it
-// would change the tracee; and if the dump fails after this step, the
-// killed-anyway processes keep running without those connections.
+// changes the tracee. If such a dump fails after this step, the
+// processes keep running without those connections.
 func (ft *fileTable) readPending(f *snapshot.File, exit Exit) error {
 	last := -1 // index of the last embryo with data
 	for i, id := range f.Socket.Pending {

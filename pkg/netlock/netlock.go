@@ -1,7 +1,7 @@
 // Package netlock drops the packets of chosen TCP connections with an
 // nftables table, so that a connection whose socket is being saved or
-// rebuilt never answers its peer: the peer only retransmits until the
-// socket exists again and the lock is lifted.
+// rebuilt never sends its peer an ACK or a reset. The peer only
+// retransmits until the socket exists again and the lock is lifted.
 //
 // A socket in TCP_REPAIR mode still acknowledges incoming data, which
 // would then be missing from the saved queue, so the lock must be in

@@ -16,9 +16,9 @@ import (
 const tcpEstablished = 1
 
 // openInetSocket returns the restorer's descriptor of TCP or UDP socket
-// sf, rebuilding every TCP and UDP socket of the snapshot on first use:
-// a UDP datagram is queued again by sending it from the socket it came
-// from, so all of them must exist first.
+// sf, rebuilding every TCP and UDP socket of the snapshot on first use.
+// All of them must exist first because a UDP datagram is queued again by
+// sending it from the socket it came from.
 func (rs *restorer) openInetSocket(sf *snapshot.File) (*fdFile, error) {
 	if sf.Socket == nil {
 		return nil, fmt.Errorf("%v socket file %d has no socket record", sf.Kind, sf.ID)
@@ -107,8 +107,8 @@ func (rs *restorer) inetFiles() (socks, embryos []*snapshot.File) {
 // reconnectPending connects the client of pending connection e to its
 // listener again, from the client's old address, and sends what the
 // server end had received, so that accept returns an equivalent
-// connection. The handshake picks new sequence numbers, which nobody
-// sees because the dump took both ends.
+// connection. The handshake picks new sequence numbers, which no process
+// observes because the dump took both ends.
 func reconnectPending(e *snapshot.File, fds map[uint64]int) error {
 	client, ok := fds[e.Socket.Peer]
 	if !ok || client != -1 {
@@ -296,8 +296,8 @@ func isV6Only(o snapshot.SockOpt) bool {
 	return o.Level == unix.IPPROTO_IPV6 && o.Name == unix.IPV6_V6ONLY
 }
 
-// setOpt sets one saved integer option; SOL_SOCKET options go through
-// setUnixOpt, which knows the buffer sizes and the peek offset.
+// setOpt sets one saved integer option. SOL_SOCKET options go through
+// setUnixOpt, which handles the buffer sizes and the peek offset.
 func setOpt(fd int, o snapshot.SockOpt) error {
 	if o.Level == unix.SOL_SOCKET {
 		return setUnixOpt(fd, o)

@@ -150,8 +150,8 @@ func (b *unixBuild) widenSendBuffer(f *snapshot.File) error {
 // socket is removed.
 //
 // Limitation: a connected socket that carries a listener's name, as
-// accept returns it, stays unnamed, because the listener holds the name;
-// getsockname on it returns an empty name. Rebuilding it by connecting to
+// accept returns it, stays unnamed because the listener holds the name,
+// so getsockname on it returns an empty name. Rebuilding it by connecting to
 // the listener and accepting would lift it.
 func (b *unixBuild) bind(f *snapshot.File) error {
 	local := f.Socket.Local

@@ -44,6 +44,7 @@ func rebuild(fd int, s *Saved, local, remote unix.Sockaddr) error {
 			return fmt.Errorf("set buffer option %d: %w", b, err)
 		}
 	}
+
 	if err := setQueueSeq(fd, sendQueue, r.SendSeq-uint32(len(s.Send))); err != nil {
 		return err
 	}
@@ -56,6 +57,7 @@ func rebuild(fd int, s *Saved, local, remote unix.Sockaddr) error {
 	if err := unix.Connect(fd, remote); err != nil {
 		return fmt.Errorf("connect in repair mode: %w", err)
 	}
+
 	if err := setOptions(fd, s); err != nil {
 		return err
 	}

@@ -2,7 +2,7 @@
 // the TCP_REPAIR socket options: sequence numbers, the send and receive
 // queues, the negotiated options (MSS, window scaling, SACK, timestamps)
 // and the window state. A rebuilt socket continues the connection where
-// the saved one stopped, without a handshake, so the peer sees at most
+// the saved one stopped, without a handshake, so the peer gets at most
 // retransmissions.
 //
 // A socket in repair mode still acknowledges what arrives, so the
@@ -36,8 +36,8 @@ const (
 	optWScale     = 4
 )
 
-// tcpInfoSize covers struct tcp_info up to tcpi_rcv_mss; tcpiOptions and
-// tcpiWScale are the offsets of tcpi_options and of the byte that holds
+// tcpInfoSize covers struct tcp_info up to tcpi_rcv_mss. tcpiOptions is
+// the offset of tcpi_options, and tcpiWScale the offset of the byte with
 // tcpi_snd_wscale (low nibble) and tcpi_rcv_wscale (high nibble).
 const (
 	tcpInfoSize = 32

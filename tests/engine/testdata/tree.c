@@ -1,6 +1,6 @@
 /* Tracee for the engine tests: a parent and a child joined by a pipe
  * that holds data in flight at the dump. With "socket" as argument the
- * parent also holds a socketpair, which the dump must reject.
+ * parent also holds a netlink socket, a family the dump must reject.
  * Usage: tree [socket] */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -11,11 +11,11 @@
 
 int main(int argc, char **argv)
 {
-	int p[2], sv[2];
+	int p[2];
 
 	closefrom(3); /* drop descriptors leaked by whatever started the test */
 	if (argc > 1 && strcmp(argv[1], "socket") == 0)
-		socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+		socket(AF_NETLINK, SOCK_RAW, 0); /* NETLINK_ROUTE */
 	pipe(p);
 	pid_t kid = fork();
 	if (kid == 0) {
