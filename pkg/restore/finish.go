@@ -108,10 +108,7 @@ func (rs *restorer) finishThread(pid int, th snapshot.Thread) error {
 	if err := rs.t.SetXState(tid, th.XSave); err != nil {
 		return err
 	}
-	regs := fromSnapshotRegs(th.Regs)
-	// A thread stopped inside a system call resumes as after a signal
-	// without a handler: the call restarts or returns EINTR.
-	return rs.t.SetRegs(tid, regs.Restarted())
+	return rs.t.SetRegs(tid, resumeRegs(th))
 }
 
 func (rs *restorer) setAltStack(pid, tid int, ss snapshot.SigAltStack) error {
