@@ -58,25 +58,19 @@ func init() { runtime.LockOSThread() }
 // resultFile either way.
 //
 // The restorer runs in two steps. The first, "/init ksu-restorer",
-// unshares a time namespace and execs the second, "/init ksu-restorer
-// CLOCKS", which exec moves into that namespace (Linux 6.0 and later)
-// with everything it forks. It cannot fork into the namespace directly,
-// because Go forks with CLONE_VM, which the kernel rejects while the
-// namespace for children differs from the caller's.
+// unshares a time namespace and runs the second, "/init ksu-restorer
+// CLOCKS", in it. The second step restores; its stubs, and so the
+// restored processes, inherit the namespace.
 func runRestorer() int {
 	log := klog.NewKmsg("ksu-restorer", os.Stdout)
-	var res restoreResult
-	path := resultFile
 	if len(os.Args) == 2 {
-		res = execInTimeNamespace(log)
-		path = filepath.Join(initramfs.NewRootDir, resultFile) // not chrooted yet
-	} else {
-		res = restoreSnapshot(log, os.Args[2])
+		return runInTimeNamespace(log)
 	}
+	res := restoreSnapshot(log, os.Args[2])
 	if res.Error != "" {
 		log.Logf(klog.LevelErr, "restore failed: %s", res.Error)
 	}
-	if err := writeJSON(path, res); err != nil {
+	if err := writeJSON(resultFile, res); err != nil {
 		log.Logf(klog.LevelErr, "write restore result: %v", err)
 		return 1
 	}
@@ -86,22 +80,30 @@ func runRestorer() int {
 	return 0
 }
 
-// execInTimeNamespace unshares a time namespace that continues the
-// snapshot's clocks and execs the second step of the restorer into it.
-// It returns only on failure.
-func execInTimeNamespace(log *klog.Kmsg) restoreResult {
+// runInTimeNamespace is the first step of the restorer: it unshares a
+// time namespace that continues the snapshot's clocks and runs the second
+// step in it, which writes the result. After the unshare this process
+// must not start threads, so it only exits with the second step's
+// status; a failure before that is written as the result.
+func runInTimeNamespace(log *klog.Kmsg) int {
 	var res restoreResult
 	meta, pids, err := scanSnapshot(os.DirFS(initramfs.SnapshotDir))
 	res.SnapshotKernel, res.PIDs, res.SnapshotAt = meta.KernelRelease, pids, meta.Time
-	if err != nil {
-		res.Error = err.Error()
-		return res
+	if err == nil {
+		log.Printf("entering a time namespace, %v after the snapshot", time.Since(meta.Time).Round(time.Millisecond))
+		// /proc is mounted in the new root by now.
+		var ws unix.WaitStatus
+		_, ws, err = runWithOffsets(filepath.Join(initramfs.NewRootDir, "proc"), meta, time.Now())
+		if err == nil {
+			return ws.ExitStatus()
+		}
 	}
-	// /proc is mounted in the new root by now.
-	log.Printf("entering a time namespace, %v after the snapshot", time.Since(meta.Time).Round(time.Millisecond))
-	res.Clocks, err = execWithOffsets(filepath.Join(initramfs.NewRootDir, "proc"), meta, time.Now())
 	res.Error = err.Error()
-	return res
+	log.Logf(klog.LevelErr, "restore failed: %s", res.Error)
+	if err := writeJSON(filepath.Join(initramfs.NewRootDir, resultFile), res); err != nil {
+		log.Logf(klog.LevelErr, "write restore result: %v", err)
+	}
+	return 1
 }
 
 // restoreSnapshot restores the snapshot of the initramfs inside the new
@@ -141,8 +143,8 @@ func restoreSnapshot(log *klog.Kmsg, clocks string) restoreResult {
 	return runRestore(log, fsys, res)
 }
 
-// checkTimeNamespace checks that exec moved the restorer out of PID 1's
-// time namespace, which kernels before 6.0 do not do.
+// checkTimeNamespace checks that the restorer runs outside PID 1's time
+// namespace, so that the restored processes do not change PID 1's clocks.
 func checkTimeNamespace() error {
 	ours, err1 := os.Readlink("/proc/self/ns/time")
 	init, err2 := os.Readlink("/proc/1/ns/time")
@@ -150,8 +152,7 @@ func checkTimeNamespace() error {
 		return fmt.Errorf("compare time namespaces: %w", err)
 	}
 	if ours == init {
-		return errors.New("the restorer is still in the initial time namespace after exec: " +
-			"the kernel needs Linux 6.0 or later to restore processes with continuing clocks")
+		return errors.New("the restorer runs in the initial time namespace: restored processes would see their clocks restart")
 	}
 	return nil
 }

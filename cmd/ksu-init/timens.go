@@ -45,27 +45,28 @@ func computeOffsets(m snapshot.Meta, mono, boot time.Duration, now time.Time) cl
 	}
 }
 
-// execWithOffsets unshares a time namespace whose clocks continue
-// those of the snapshot, with proc the proc mount to set its offsets
-// through, and execs the restorer's second step into it with the offsets
-// as its argument. Only the restorer enters it, so the real init keeps
-// the kernel's clocks. It returns only on failure.
+// runWithOffsets unshares a time namespace whose clocks continue those
+// of the snapshot, with proc the proc mount to set its offsets through,
+// and runs the restorer's second step in it with the offsets as its
+// argument. Only that process and what it forks enter the namespace, so
+// the real init keeps the kernel's clocks. It returns the second step's
+// wait status.
 //
 // Preconditions: the calling goroutine is locked to the main thread.
-func execWithOffsets(proc string, m snapshot.Meta, now time.Time) (clockOffsets, error) {
+func runWithOffsets(proc string, m snapshot.Meta, now time.Time) (clockOffsets, unix.WaitStatus, error) {
 	var mono, boot unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
-		return clockOffsets{}, fmt.Errorf("read monotonic clock: %w", err)
+		return clockOffsets{}, 0, fmt.Errorf("read monotonic clock: %w", err)
 	}
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot); err != nil {
-		return clockOffsets{}, fmt.Errorf("read boot-time clock: %w", err)
+		return clockOffsets{}, 0, fmt.Errorf("read boot-time clock: %w", err)
 	}
 	c := computeOffsets(m, time.Duration(mono.Nano()), time.Duration(boot.Nano()), now)
 	arg, err := json.Marshal(c)
 	if err != nil {
-		return c, fmt.Errorf("encode clock offsets: %w", err)
+		return c, 0, fmt.Errorf("encode clock offsets: %w", err)
 	}
 	argv := []string{os.Args[0], restorerArg, string(arg)}
-	err = timens.Exec(proc, timens.Offsets{Monotonic: c.Monotonic, Boottime: c.Boottime}, argv, os.Environ())
-	return c, err
+	ws, err := timens.Run(proc, timens.Offsets{Monotonic: c.Monotonic, Boottime: c.Boottime}, argv, os.Environ())
+	return c, ws, err
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ksu-project/ksu/pkg/internal/sys"
 )
 
@@ -35,18 +37,19 @@ func (o Offsets) Format() string {
 	return b.String()
 }
 
-// Exec unshares a time namespace with offsets o, set through
-// procDir/self/timens_offsets, and execs argv[0] with argv and env into
-// it (Linux 6.0 and later move an exec into the namespace). It returns
-// only on failure; the process must then not start threads, so the
-// caller reports and exits.
+// Run unshares a time namespace with offsets o, set through
+// procDir/self/timens_offsets, runs argv[0] with argv and env in it and
+// waits for it to exit. Only that process and its descendants live in
+// the namespace. Afterwards the calling process cannot start threads or
+// processes, so the caller reports the result and exits.
 //
 // Preconditions: the calling goroutine is locked to the main thread,
 // because the offsets file belongs to the thread group leader.
-func Exec(procDir string, o Offsets, argv, env []string) error {
+func Run(procDir string, o Offsets, argv, env []string) (unix.WaitStatus, error) {
 	path := strings.TrimSuffix(procDir, "/") + "/self/timens_offsets"
-	if err := sys.ExecInTimeNamespace(path, []byte(o.Format()), argv[0], argv, env); err != nil {
-		return fmt.Errorf("exec %s in a new time namespace: %w", argv[0], err)
+	ws, err := sys.ForkExecInTimeNamespace(path, []byte(o.Format()), argv[0], argv, env)
+	if err != nil {
+		return ws, fmt.Errorf("run %s in a new time namespace: %w", argv[0], err)
 	}
-	return nil
+	return ws, nil
 }
