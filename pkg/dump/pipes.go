@@ -11,8 +11,9 @@ import (
 )
 
 // checkPipePeers rejects a pipe whose read or write end no dumped process
-// holds: the restore creates a new pipe, so the peer outside the
-// snapshot would lose its connection without anyone noticing.
+// holds but some other process does: the restore creates a new pipe, so
+// the peer outside the snapshot would lose its connection without anyone
+// noticing. A pipe whose other end nobody holds is kept.
 //
 // Limitation: this rejects pipes to processes outside the dumped trees,
 // such as a shell pipeline's other side or a supervisor's log pipe.
@@ -36,6 +37,13 @@ func (ft *fileTable) checkPipePeers() error {
 	for _, f := range ft.files {
 		if f.Kind == snapshot.FilePipe && ends[f.PipeID] != 3 {
 			o := ft.owner[f.ID]
+			closed, err := peerClosed(o.pid, o.fd, ends[f.PipeID] == 1)
+			if err != nil {
+				return err
+			}
+			if closed {
+				continue
+			}
 			rejects = append(rejects, &RejectError{PID: o.pid, Object: fmt.Sprintf("fd %d", o.fd),
 				Kind: fmt.Sprintf("pipe:[%d]", f.PipeID), Reason: "its other end is held only outside the dumped processes"})
 			ends[f.PipeID] = 3 // report each pipe once

@@ -21,7 +21,7 @@ func (rs *restorer) openFIFO(sf *snapshot.File) (*fdFile, error) {
 		}
 		o.fifos[sf.PipeID] = rw
 	}
-	return openFD(fmt.Sprintf("/proc/self/fd/%d", rw.fd), int(sf.Flags&openFlagsMask))
+	return openPipeEnd(fmt.Sprintf("/proc/self/fd/%d", rw.fd), int(sf.Flags&openFlagsMask))
 }
 
 func (rs *restorer) newFIFO(sf *snapshot.File) (*fdFile, error) {

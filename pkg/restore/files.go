@@ -88,7 +88,7 @@ func (rs *restorer) openPipe(sf *snapshot.File) (*fdFile, error) {
 	if sf.Flags&unix.O_ACCMODE != unix.O_RDONLY {
 		end = ends[1]
 	}
-	return openFD(fmt.Sprintf("/proc/self/fd/%d", end.fd), int(sf.Flags&openFlagsMask))
+	return openPipeEnd(fmt.Sprintf("/proc/self/fd/%d", end.fd), int(sf.Flags&openFlagsMask))
 }
 
 func newPipe(p *snapshot.Pipe) ([2]*fdFile, error) {
