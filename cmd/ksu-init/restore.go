@@ -59,6 +59,7 @@ func (b *boot) restoreProcesses(hdr snapshot.ArchiveHeader) {
 	// The restorer works inside the new root; it needs /proc and /dev
 	// there. switchRoot finds them already moved and moves the rest.
 	moveSpecialMounts(b.log, initramfs.NewRootDir)
+	mountCgroup2(b.log)
 	start := time.Now()
 	res, err := b.runRestorer()
 	rep := report{Kernel: runningRelease(), SnapshotKernel: hdr.KernelRelease, Phases: b.timeline.Spans}
@@ -137,4 +138,14 @@ func runningRelease() string {
 		return ""
 	}
 	return unix.ByteSliceToString(uts.Release[:])
+}
+
+// mountCgroup2 mounts the cgroup v2 hierarchy on the new root's
+// /sys/fs/cgroup, where the restore moves the processes into their
+// cgroups. systemd uses a cgroup2 mount it finds there.
+func mountCgroup2(log klog.Logger) {
+	target := filepath.Join(initramfs.NewRootDir, cgroupRoot)
+	if err := unix.Mount("cgroup2", target, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		log.Printf("mount cgroup2 on %s: %v; restored processes cannot join their cgroups", target, err)
+	}
 }

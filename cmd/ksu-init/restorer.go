@@ -193,7 +193,10 @@ func runRestore(log *klog.Kmsg, fsys fs.FS, res restoreResult) restoreResult {
 }
 
 // scanSnapshot reads the snapshot's Meta and the pids of its processes,
-// which come before any page contents.
+// which come before any page contents, and creates the cgroups of the
+// processes when a cgroup2 hierarchy is mounted on /sys/fs/cgroup: the
+// restore moves each process into its saved cgroup, and on a fresh boot
+// only the root cgroup exists.
 func scanSnapshot(fsys fs.FS) (snapshot.Meta, []int32, error) {
 	ar, err := snapshot.OpenCPIO(fsys, ".")
 	if err != nil {
@@ -223,6 +226,7 @@ func scanSnapshot(fsys fs.FS) (snapshot.Meta, []int32, error) {
 				return rd.Meta(), pids, fmt.Errorf("read snapshot: %w", err)
 			}
 			pids = append(pids, p.PID)
+			createCgroup(p.Identity.Cgroup)
 		}
 	}
 }
@@ -249,4 +253,18 @@ func joinPIDs(pids []int32) string {
 		s[i] = fmt.Sprint(p)
 	}
 	return strings.Join(s, " ")
+}
+
+// cgroupRoot is where ksu-init mounts the cgroup2 hierarchy, as systemd
+// does, relative to the restorer's root.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// createCgroup creates the cgroup v2 group path, if cgroupRoot is a
+// cgroup2 mount. A failure shows up when the restore joins the group.
+func createCgroup(path string) {
+	var st unix.Statfs_t
+	if path == "" || unix.Statfs(cgroupRoot, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return
+	}
+	_ = os.MkdirAll(filepath.Join(cgroupRoot, path), 0o755)
 }
