@@ -82,14 +82,11 @@ func (b *boot) restoreProcesses(hdr snapshot.ArchiveHeader) {
 // task resumed to the restorer's exit, when PID 1 adopts the restored
 // roots.
 func (b *boot) restored(rep report, res restoreResult, start time.Time) report {
-	spans := []phase.Span{
-		{Phase: phase.Restore, Start: start, Duration: res.Restore},
-		{Phase: phase.Resume, Start: res.ResumedAt, Duration: max(time.Since(res.ResumedAt), 0)},
-	}
-	for _, s := range spans {
-		b.log.Mark("%s", s.Marker())
-	}
-	rep.Phases = append(rep.Phases, spans...)
+	// The stage prints the restore marker when it ends; the report's
+	// restore span is restore.Restore's own time.
+	resume := phase.Span{Phase: phase.Resume, Start: res.ResumedAt, Duration: max(time.Since(res.ResumedAt), 0)}
+	b.log.Mark("%s", resume.Marker())
+	rep.Phases = append(rep.Phases, phase.Span{Phase: phase.Restore, Start: start, Duration: res.Restore}, resume)
 	rep.Restored = res.PIDs
 	rep.Clocks = &res.Clocks
 	rep.Pause = res.ResumedAt.Sub(res.SnapshotAt)
