@@ -65,9 +65,20 @@ func Dump(w io.Writer, opts Options) (Stats, error) {
 		return Stats{}, err
 	}
 	stats := Stats{Processes: len(pids), Freeze: time.Since(start)}
-	procs, err := collect(t, pids, opts.Exit)
+	live, zombies, err := splitZombies(pids, opts.PIDs)
 	if err != nil {
 		return stats, err
+	}
+	procs, err := collect(t, live, opts.Exit)
+	if err != nil {
+		return stats, err
+	}
+	for _, pid := range zombies {
+		p, err := recordZombie(pid)
+		if err != nil {
+			return stats, err
+		}
+		procs = append(procs, p)
 	}
 	for _, p := range procs {
 		stats.Threads += len(p.proc.Threads)
@@ -107,6 +118,9 @@ func write(w io.Writer, procs []*process, opts Options) (uint64, error) {
 	}
 	var total uint64
 	for _, p := range procs {
+		if p.proc.MM == nil {
+			continue // a zombie
+		}
 		n, err := writePages(sw, p)
 		total += n
 		if err != nil {

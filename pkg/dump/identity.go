@@ -102,8 +102,10 @@ func recordIdentityInjected(t *ptrace.Tracer, p *process) error {
 	}
 	id.OOMScoreAdj = int32(adj)
 
-	id.Cgroup, err = cgroup2Path(pid)
-	return err
+	if id.Cgroup, err = cgroup2Path(pid); err != nil {
+		return err
+	}
+	return withScratch(t, pid, func(s *scratch) error { return recordTreeFlags(t, s, pid, id) })
 }
 
 func recordThreadSched(t *ptrace.Tracer, th *snapshot.Thread) error {

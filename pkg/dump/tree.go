@@ -51,6 +51,12 @@ func freeze(t *ptrace.Tracer, roots []int) ([]int, error) {
 func holdAll(t *ptrace.Tracer, pids []int, held map[int]bool) (bool, error) {
 	changed := false
 	for _, pid := range pids {
+		if zombie, err := isZombie(pid); err != nil || zombie {
+			// A zombie has nothing to hold. One that is gone was reaped
+			// before its parent was held, so the trees change.
+			changed = changed || err != nil
+			continue
+		}
 		if !held[pid] {
 			if err := checkNamespaces(pid); err != nil {
 				return false, err

@@ -40,6 +40,9 @@ type Stat struct {
 	ArgEnd     uint64
 	EnvStart   uint64
 	EnvEnd     uint64
+	// ExitCode is the wait(2) status of a task that has exited, such as
+	// a zombie, and 0 for a live one.
+	ExitCode int
 }
 
 // ReadStat reads /proc/PID/stat under root.
@@ -90,7 +93,7 @@ func ParseStat(data string) (Stat, error) {
 func (st *Stat) setNumbers(rest []string) error {
 	ints := map[int]*int{
 		4: &st.PPid, 5: &st.Pgrp, 6: &st.Session, 7: &st.TTY, 8: &st.Tpgid,
-		19: &st.Nice, 20: &st.NumThreads, 38: &st.ExitSignal,
+		19: &st.Nice, 20: &st.NumThreads, 38: &st.ExitSignal, 52: &st.ExitCode,
 	}
 	for field, dst := range ints {
 		n, err := strconv.Atoi(rest[field-3])

@@ -24,7 +24,8 @@ const (
 // finishIdentity moves p into its cgroup, sets its oom_score_adj and the
 // scheduling attributes of its threads from outside, then injects the
 // personality, timer slack, no_new_privs and credentials of every
-// thread and the dumpable flag. It runs after every other injected call
+// thread, the dumpable flag, the child-subreaper flag and the
+// parent-death signal. It runs after every other injected call
 // that needs the restorer's privileges, because the credentials it sets
 // may drop them.
 func (rs *restorer) finishIdentity(p *snapshot.Process) error {
@@ -48,7 +49,7 @@ func (rs *restorer) finishIdentity(p *snapshot.Process) error {
 			return fmt.Errorf("set dumpable %d: %w", id.Dumpable, err)
 		}
 	}
-	return nil
+	return rs.setTreeFlags(p)
 }
 
 func (rs *restorer) setThreadIdentity(pid int, th snapshot.Thread, id snapshot.Identity) error {

@@ -178,6 +178,9 @@ func (rs *restorer) build() error {
 	if err := rs.createTasks(); err != nil {
 		return err
 	}
+	if err := rs.buryZombies(); err != nil {
+		return err
+	}
 	if err := rs.stopStub(); err != nil {
 		return err
 	}
@@ -232,8 +235,14 @@ func (rs *restorer) finish() error {
 // use, before anything is created.
 func (rs *restorer) checkFree() error {
 	for _, p := range rs.procs {
+		if p.State == snapshot.StateZombie {
+			if _, err := os.Stat(fmt.Sprintf("%s/%d", procRoot, p.PID)); err == nil {
+				return fmt.Errorf("restore zombie %d: id in use", p.PID)
+			}
+			continue
+		}
 		if p.MM == nil {
-			return fmt.Errorf("process %d: zombie processes are not supported yet", p.PID)
+			return fmt.Errorf("process %d: snapshot has no memory map for a live process", p.PID)
 		}
 		for _, th := range p.Threads {
 			if _, err := os.Stat(fmt.Sprintf("%s/%d", procRoot, th.TID)); err == nil {

@@ -78,6 +78,9 @@ func stubBase(procs []*snapshot.Process) (uint64, error) {
 	for range 1 << 16 {
 		clash := false
 		for _, p := range procs {
+			if p.MM == nil {
+				continue // a zombie
+			}
 			for _, v := range p.MM.VMAs {
 				if v.Start < base+size && base < v.End {
 					base = v.End

@@ -146,6 +146,9 @@ func (rs *restorer) createProcess(parent int, flags uint64, p *snapshot.Process)
 			return fmt.Errorf("start process group %d: %w", p.PID, err)
 		}
 	}
+	if p.State == snapshot.StateZombie {
+		return nil // buryZombies makes it exit
+	}
 	main := false
 	for _, th := range p.Threads {
 		if th.TID == p.PID {

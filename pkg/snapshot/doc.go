@@ -342,6 +342,8 @@
 //	  26  sched_priority   int32
 //	  27  nice             int32
 //	  28  oom_score_adj    int32
+//	  29  parent_death_signal int32
+//	  30  child_subreaper  bool
 //
 //	Rlimit
 //	   1  resource         int32

@@ -178,6 +178,8 @@ var identitySchema = newSchema("Identity",
 	intField(26, "sched_priority", func(i *Identity) *int32 { return &i.SchedPriority }),
 	intField(27, "nice", func(i *Identity) *int32 { return &i.Nice }),
 	intField(28, "oom_score_adj", func(i *Identity) *int32 { return &i.OOMScoreAdj }),
+	intField(29, "parent_death_signal", func(i *Identity) *int32 { return &i.ParentDeathSignal }),
+	boolField(30, "child_subreaper", func(i *Identity) *bool { return &i.ChildSubreaper }),
 )
 
 var rlimitSchema = newSchema("Rlimit",

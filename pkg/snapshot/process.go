@@ -217,6 +217,9 @@ type Identity struct {
 	SchedPriority int32 // real-time priority
 	Nice          int32
 	OOMScoreAdj   int32
+
+	ParentDeathSignal int32 // signal sent when the parent exits (PR_SET_PDEATHSIG), 0 for none
+	ChildSubreaper    bool  // adopts orphaned descendants (PR_SET_CHILD_SUBREAPER)
 }
 
 // Rlimit is one resource limit (prlimit(2)); RLIM_INFINITY is
