@@ -27,7 +27,7 @@ const zombieTimeout = 5 * time.Second
 // no core file.
 //
 // Limitation: the core-dump bit (0x80) of a status is lost, because
-// setting it needs a real core dump. The parent then sees WCOREDUMP
+// setting it needs a real core dump. The parent then gets WCOREDUMP
 // false where it was true.
 func (rs *restorer) buryZombies() error {
 	var live []*snapshot.Process
