@@ -16,7 +16,9 @@ type Allowance struct {
 }
 
 // Allowed is the complete list of accepted differences. Compare applies
-// each one in normalize and nowhere else, and reports any other difference.
+// each one in normalize, except the new threads, which dropNewThreads
+// removes because it needs both captures, and reports any other
+// difference.
 var Allowed = []Allowance{
 	{"stat start_time, CPU times, boot id, kernel release",
 		"not captured: the restored process is a new kernel task, and a kernel switch changes boot id and release"},
@@ -32,6 +34,8 @@ var Allowed = []Allowance{
 		"the kernel merges neighbouring VMAs only when their anon_vma and flags allow it, so a restore may yield one mapping where there were two; adjacent mappings with the same permissions, device, inode and path and contiguous offsets are merged before comparing"},
 	{"timer signals in the pending sets (SigPnd, ShdPnd): SIGALRM, SIGVTALRM, SIGPROF and the real-time signals",
 		"an armed timer can fire between the capture and the freeze, or between the resume and the capture; the signals and timers workloads check their pending signals themselves"},
+	{"threads that exist only after the restore, and the thread count",
+		"a program may start threads once it runs again (the Go runtime does); every thread of the capture before the dump must still be there"},
 	{"[vvar] and [vvar_vclock] mappings",
 		"kernel data pages whose number and layout depend on the kernel (6.12 split out [vvar_vclock]); [vdso] is still compared"},
 }

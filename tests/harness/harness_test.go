@@ -2,6 +2,7 @@ package harness
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -180,5 +181,23 @@ func TestMaskTimerSignals(t *testing.T) {
 		if got := maskTimerSignals(tt.in); got != tt.want {
 			t.Errorf("maskTimerSignals(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestCompareNewThreads(t *testing.T) {
+	proc := func(tids ...int) Process {
+		p := Process{PID: 10, Comm: "go", Status: map[string]string{"Threads": strconv.Itoa(len(tids))}}
+		for _, tid := range tids {
+			p.Threads = append(p.Threads, Thread{TID: tid, Comm: "go"})
+		}
+		return p
+	}
+	before := Tree{Root: 10, Processes: []Process{proc(10, 11)}}
+
+	if d := Compare(before, Tree{Root: 10, Processes: []Process{proc(10, 11, 12)}}); len(d) != 0 {
+		t.Errorf("Compare(one thread more after) = %q, want no difference", d)
+	}
+	if d := Compare(before, Tree{Root: 10, Processes: []Process{proc(10)}}); len(d) == 0 {
+		t.Errorf("Compare(thread 11 missing after) = no difference, want one")
 	}
 }
