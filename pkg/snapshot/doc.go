@@ -194,6 +194,7 @@
 //	   7  time             time
 //	   8  hostname         string
 //	   9  producer         string
+//	  10  vdso             bytes
 //
 //	End
 //	   1  sections         uint64

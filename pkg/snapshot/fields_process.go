@@ -15,6 +15,7 @@ var metaSchema = newSchema("Meta",
 	timeField(7, "time", func(m *Meta) *time.Time { return &m.Time }),
 	stringField(8, "hostname", func(m *Meta) *string { return &m.Hostname }),
 	stringField(9, "producer", func(m *Meta) *string { return &m.Producer }),
+	bytesField(10, "vdso", func(m *Meta) *[]byte { return &m.VDSO }),
 )
 
 var endSchema = newSchema("End",

@@ -15,6 +15,11 @@ type Meta struct {
 	Time          time.Time     // CLOCK_REALTIME at the dump
 	Hostname      string        // UTS host name of the dumped processes
 	Producer      string        // name and version of the program that wrote the snapshot
+	// VDSO is the [vdso] mapping of the kernel that took the snapshot,
+	// byte for byte (every process of one boot maps the same image).
+	// The restore compares it with the running kernel's vDSO. It is
+	// empty when that kernel maps no vDSO.
+	VDSO []byte
 }
 
 // end is the payload of the last section. Its counts let a reader tell a

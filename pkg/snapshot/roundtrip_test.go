@@ -173,6 +173,7 @@ func testMeta() *Meta {
 		Time:          time.Unix(1700000000, 5),
 		Hostname:      "guest",
 		Producer:      "ksu test",
+		VDSO:          []byte("\x7fELF\x02\x01\x01 vdso image"),
 	}
 }
 
