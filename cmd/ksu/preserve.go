@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -110,47 +109,10 @@ func checkProcess(pid int) []string {
 // pfKthread is PF_KTHREAD of the flags in /proc/PID/stat.
 const pfKthread = 0x00200000
 
-// listTrees returns the pids of the trees rooted at roots, parents first.
+// listTrees returns the pids of the trees rooted at roots, parents
+// first. On error it also returns the pids found so far.
 func listTrees(roots []int) ([]int, error) {
-	var out []int
-	seen := map[int]bool{}
-	queue := append([]int(nil), roots...)
-	for len(queue) > 0 && len(out) < maxTreeSize {
-		pid := queue[0]
-		queue = queue[1:]
-		if seen[pid] {
-			continue
-		}
-		seen[pid] = true
-		out = append(out, pid)
-		kids, err := children(pid)
-		if err != nil {
-			return out, err
-		}
-		queue = append(queue, kids...)
-	}
-	return out, nil
-}
-
-// children lists the children of every thread of pid.
-func children(pid int) ([]int, error) {
-	tids, err := procfs.Tasks(procRoot, pid)
-	if err != nil {
-		return nil, fmt.Errorf("list threads of process %d: %w", pid, err)
-	}
-	var kids []int
-	for _, tid := range tids {
-		b, err := os.ReadFile(fmt.Sprintf("%s/%d/task/%d/children", procRoot, pid, tid))
-		if err != nil {
-			continue // the thread exited
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if kid, err := strconv.Atoi(f); err == nil {
-				kids = append(kids, kid)
-			}
-		}
-	}
-	return kids, nil
+	return procfs.Descendants(procRoot, roots, maxTreeSize)
 }
 
 // dumpIntoInitrd freezes the trees rooted at roots and writes their

@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/ksu-project/ksu/pkg/procfs"
@@ -84,51 +81,11 @@ func holdAll(t *ptrace.Tracer, pids []int, held map[int]bool) (bool, error) {
 // listTrees returns the roots and all their descendants, parents before
 // children.
 func listTrees(roots []int) ([]int, error) {
-	var out []int
-	seen := map[int]bool{}
-	queue := slices.Clone(roots)
-	for len(queue) > 0 && len(out) < 1<<16 {
-		pid := queue[0]
-		queue = queue[1:]
-		if seen[pid] {
-			continue
-		}
-		seen[pid] = true
-		out = append(out, pid)
-		kids, err := children(pid)
-		if err != nil {
-			return nil, err
-		}
-		queue = append(queue, kids...)
-	}
-	return out, nil
-}
-
-// children lists the children of every thread of pid from
-// /proc/PID/task/TID/children.
-func children(pid int) ([]int, error) {
-	tids, err := procfs.Tasks(procRoot, pid)
+	pids, err := procfs.Descendants(procRoot, roots, 1<<16)
 	if err != nil {
-		return nil, fmt.Errorf("list threads of process %d: %w", pid, err)
+		return nil, err
 	}
-	var kids []int
-	for _, tid := range tids {
-		b, err := os.ReadFile(fmt.Sprintf("%s/%d/task/%d/children", procRoot, pid, tid))
-		if errors.Is(err, os.ErrNotExist) {
-			continue // the thread exited
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list children of process %d: %w", pid, err)
-		}
-		for _, f := range strings.Fields(string(b)) {
-			kid, err := strconv.Atoi(f)
-			if err != nil {
-				return nil, fmt.Errorf("list children of thread %d: invalid pid %q", tid, f)
-			}
-			kids = append(kids, kid)
-		}
-	}
-	return kids, nil
+	return pids, nil
 }
 
 // checkNamespaces rejects a process that lives in another namespace than
