@@ -204,6 +204,10 @@ func readMeta(producer string) (*snapshot.Meta, error) {
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot); err != nil {
 		return nil, fmt.Errorf("read boot-time clock: %w", err)
 	}
+	image, err := readVDSO()
+	if err != nil {
+		return nil, err
+	}
 	return &snapshot.Meta{
 		KernelRelease: unix.ByteSliceToString(uts.Release[:]),
 		BootID:        string(trimNewline(bootID)),
@@ -214,6 +218,7 @@ func readMeta(producer string) (*snapshot.Meta, error) {
 		Time:          time.Now(),
 		Hostname:      unix.ByteSliceToString(uts.Nodename[:]),
 		Producer:      producer,
+		VDSO:          image,
 	}, nil
 }
 
