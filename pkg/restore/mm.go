@@ -13,10 +13,6 @@ import (
 	"github.com/ksu-project/ksu/pkg/snapshot"
 )
 
-// archMapVDSO64 is ARCH_MAP_VDSO_64 from asm/prctl.h: map the vDSO at an
-// address, once the old one is gone.
-const archMapVDSO64 = 0x2003
-
 // prctlMMMapSize is sizeof(struct prctl_mm_map): eleven addresses, the
 // auxv pointer, auxv_size and exe_fd.
 const prctlMMMapSize = 104
@@ -90,38 +86,6 @@ func (rs *restorer) unmapAll(pid int) error {
 		}
 	}
 	return nil
-}
-
-// mapVDSO maps the running kernel's vDSO where the saved one was.
-func (rs *restorer) mapVDSO(pid int, vmas []snapshot.VMA) error {
-	var lowest, vdso uint64
-	for _, v := range vmas {
-		switch v.Kind {
-		case snapshot.VMAVDSO:
-			vdso = v.Start
-			fallthrough
-		case snapshot.VMAVVAR, snapshot.VMAVVARVClock:
-			if lowest == 0 || v.Start < lowest {
-				lowest = v.Start
-			}
-		}
-	}
-	if vdso == 0 {
-		return nil
-	}
-	if _, err := rs.t.Syscall(pid, unix.SYS_ARCH_PRCTL, archMapVDSO64, uintptr(lowest)); err != nil {
-		return fmt.Errorf("map vDSO at %#x: %w", lowest, err)
-	}
-	maps, err := procfs.ReadMaps(procRoot, pid)
-	if err != nil {
-		return err
-	}
-	for _, m := range maps {
-		if m.Path == "[vdso]" && m.Start == vdso {
-			return nil
-		}
-	}
-	return fmt.Errorf("vDSO not mapped at %#x after arch_prctl(ARCH_MAP_VDSO_64, %#x)", vdso, lowest)
 }
 
 // mapVMA maps one saved VMA at its address.

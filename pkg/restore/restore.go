@@ -48,6 +48,7 @@ type restorer struct {
 	pidfds   map[int]uintptr              // pid to the tracee's pidfd of the restorer
 	mems     map[int32]*os.File           // pid to its /proc/PID/mem
 	objs     *objectState                 // shared memory, FIFOs and epoll lists; see objects
+	vdso     *vdsoSwitch                  // how processes reach the running kernel's vDSO
 	stats    Stats
 }
 
@@ -64,9 +65,14 @@ func Restore(r io.Reader, opts Options) (Stats, error) {
 	if err := checkMeta(rd.Meta()); err != nil {
 		return Stats{}, err
 	}
+	vs, err := newVDSOSwitch(rd.Meta())
+	if err != nil {
+		return Stats{}, err
+	}
 	rs := &restorer{opts: opts, files: map[uint64]*snapshot.File{}, pipes: map[uint64]*snapshot.Pipe{},
 		open: map[uint64]*fdFile{}, pipeEnds: map[uint64][2]*fdFile{}, mapped: map[snapshot.FileRef]*fdFile{},
-		pidfds: map[int]uintptr{}, mems: map[int32]*os.File{}}
+		pidfds: map[int]uintptr{}, mems: map[int32]*os.File{}, vdso: vs}
+	rs.logf("snapshot of kernel %s on kernel %s: %s", rd.Meta().KernelRelease, runningRelease(), vs.describe())
 	defer rs.closeFiles()
 	if err := rs.run(rd); err != nil {
 		rs.abort()
@@ -76,16 +82,21 @@ func Restore(r io.Reader, opts Options) (Stats, error) {
 	return rs.stats, nil
 }
 
+// checkMeta rejects a snapshot of another architecture or page size. A
+// snapshot of another kernel release is accepted: newVDSOSwitch decides
+// whether its vDSO can be served.
+//
+// Limitation: the xstate (FPU and vector registers) layout is restored as
+// saved, which is right while both kernels run on the same CPU with the
+// same enabled features; a kernel that enables other xfeatures would
+// need a translation from the saved XSAVE header.
 func checkMeta(m snapshot.Meta) error {
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
-		return fmt.Errorf("read kernel release: %w", err)
+		return fmt.Errorf("read machine: %w", err)
 	}
-	if rel := unix.ByteSliceToString(uts.Release[:]); rel != m.KernelRelease {
-		// Limitation: the vDSO and the xstate layout are taken as they
-		// are, so only a restore on the kernel release that took the
-		// snapshot is accepted until pkg/vdso handles another one.
-		return fmt.Errorf("snapshot taken on kernel %s, running %s: restoring on another kernel is not supported yet", m.KernelRelease, rel)
+	if mach := unix.ByteSliceToString(uts.Machine[:]); mach != m.Machine {
+		return fmt.Errorf("snapshot taken on a %s machine, running on %s", m.Machine, mach)
 	}
 	if m.PageSize != uint32(os.Getpagesize()) {
 		return fmt.Errorf("snapshot page size %d, want %d", m.PageSize, os.Getpagesize())

@@ -1,0 +1,85 @@
+package restore
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ksu-project/ksu/pkg/procfs"
+	"github.com/ksu-project/ksu/pkg/snapshot"
+)
+
+func TestVvarBefore(t *testing.T) {
+	tests := []struct {
+		name string
+		maps []procfs.Mapping
+		want uint64
+	}{
+		{"6.1", []procfs.Mapping{
+			{Start: 0x7ffd000, End: 0x7fff000, Path: "[stack]"},
+			{Start: 0x8000000, End: 0x8004000, Path: "[vvar]"},
+			{Start: 0x8004000, End: 0x8006000, Path: "[vdso]"},
+		}, 0x4000},
+		{"6.12", []procfs.Mapping{
+			{Start: 0x8000000, End: 0x8004000, Path: "[vvar]"},
+			{Start: 0x8004000, End: 0x8006000, Path: "[vvar_vclock]"},
+			{Start: 0x8006000, End: 0x8008000, Path: "[vdso]"},
+		}, 0x6000},
+		{"vvar not adjacent", []procfs.Mapping{
+			{Start: 0x7000000, End: 0x7004000, Path: "[vvar]"},
+			{Start: 0x7ffe000, End: 0x8000000},
+			{Start: 0x8000000, End: 0x8002000, Path: "[vdso]"},
+		}, 0},
+	}
+	for _, tt := range tests {
+		vdso := tt.maps[len(tt.maps)-1].Start
+		if got := vvarBefore(tt.maps, vdso); got != tt.want {
+			t.Errorf("%s: vvarBefore(maps, %#x) = %#x, want %#x", tt.name, vdso, got, tt.want)
+		}
+	}
+}
+
+func TestFreeRange(t *testing.T) {
+	stub := [2]uint64{0x10000, 0x20000}
+	tests := []struct {
+		name       string
+		busy       [][2]uint64
+		size, near uint64
+		want       uint64
+		wantErr    bool
+	}{
+		{"right below", [][2]uint64{stub, {0x8004000, 0x8006000}}, 0x8000, 0x8004000, 0x7ffc000, false},
+		{"below a neighbour", [][2]uint64{stub, {0x7ffe000, 0x8000000}, {0x8004000, 0x8006000}},
+			0x8000, 0x8004000, 0x7ff6000, false},
+		{"above when below is full", [][2]uint64{stub, {0x20000, 0x8004000}, {0x8004000, 0x8006000}},
+			0x8000, 0x8004000, 0x8006000, false},
+		{"nothing free", [][2]uint64{{0, maxUserAddr}}, 0x8000, 0x8004000, 0, true},
+	}
+	for _, tt := range tests {
+		got, err := freeRange(tt.busy, tt.size, tt.near)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("%s: freeRange(%#x, %#x) error = %v, want error %v", tt.name, tt.size, tt.near, err, tt.wantErr)
+			continue
+		}
+		if got != tt.want {
+			t.Errorf("%s: freeRange(%#x, %#x) = %#x, want %#x", tt.name, tt.size, tt.near, got, tt.want)
+		}
+		if _, clash := overlap(tt.busy, got, got+tt.size); err == nil && clash {
+			t.Errorf("%s: freeRange(%#x, %#x) = %#x overlaps a busy range", tt.name, tt.size, tt.near, got)
+		}
+	}
+}
+
+func TestBusyRangesLeaveVvarFree(t *testing.T) {
+	vmas := []snapshot.VMA{
+		{Start: 0x1000000, End: 0x1001000, Kind: snapshot.VMAFile},
+		{Start: 0x8000000, End: 0x8004000, Kind: snapshot.VMAVVAR},
+		{Start: 0x8004000, End: 0x8006000, Kind: snapshot.VMAVVARVClock},
+		{Start: 0x8006000, End: 0x8008000, Kind: snapshot.VMAVDSO},
+	}
+	got := busyRanges(vmas, [2]uint64{0x10000, 0x20000})
+	want := [][2]uint64{{0x10000, 0x20000}, {0x1000000, 0x1001000}, {0x8006000, 0x8008000}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("busyRanges mismatch (-want +got):\n%s", diff)
+	}
+}
