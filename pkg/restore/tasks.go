@@ -2,9 +2,11 @@ package restore
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -180,7 +182,12 @@ func (rs *restorer) clone(parent int, tid int32, flags, exitSignal uint64) error
 	if err := rs.poke(parent, 0, args); err != nil {
 		return err
 	}
-	got, err := rs.t.Syscall(parent, unix.SYS_CLONE3, uintptr(rs.scratch()), cloneArgsSize)
+	got, err := rs.cloneRetry(parent)
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("clone3 in process %d: id %d is still in use after %v "+
+			"(a process killed by the dump that its parent has not reaped yet?): %w",
+			parent, tid, idBusyWait, err)
+	}
 	if err != nil {
 		return fmt.Errorf("clone3 in process %d: %w", parent, err)
 	}
@@ -188,6 +195,24 @@ func (rs *restorer) clone(parent int, tid int32, flags, exitSignal uint64) error
 		return fmt.Errorf("clone3 in process %d created task %d, want %d", parent, got, tid)
 	}
 	return rs.hold(int(tid))
+}
+
+// idBusyWait bounds how long clone waits for a wanted id to be freed. A
+// task killed just before (ksu dump --kill, then ksu restore) keeps its
+// id until its parent reaps it, which usually takes milliseconds.
+const idBusyWait = 2 * time.Second
+
+// cloneRetry injects the clone3 call prepared in parent's scratch page,
+// again while it fails with EEXIST, for at most idBusyWait.
+func (rs *restorer) cloneRetry(parent int) (uintptr, error) {
+	deadline := time.Now().Add(idBusyWait)
+	for {
+		got, err := rs.t.Syscall(parent, unix.SYS_CLONE3, uintptr(rs.scratch()), cloneArgsSize)
+		if !errors.Is(err, unix.EEXIST) || time.Now().After(deadline) {
+			return got, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // joinGroups moves every process that is not a group leader into its

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -72,7 +71,6 @@ func roundTripBinary(t *testing.T, bin string, edit func(*snapshot.Process)) (bo
 	// wait would take the ptrace stops the dump waits for, so the
 	// workload runs as a tracee whose exec.Cmd nobody waits for yet.
 	dir := t.TempDir()
-	markInheritedCloseOnExec(t)
 	tr := startTracee(t, dir, bin)
 	pid := tr.cmd.Process.Pid
 	var snap bytes.Buffer
@@ -105,23 +103,6 @@ func roundTripBinary(t *testing.T, bin string, edit func(*snapshot.Process)) (bo
 		t.Fatalf("Check(%s) after restore = %v, output %q", name, err, out)
 	}
 	return pass, out
-}
-
-// markInheritedCloseOnExec sets FD_CLOEXEC on every descriptor above 2
-// of the test process. Whatever started the test may have leaked some,
-// such as a pipe, and a workload that inherited one would hold a pipe
-// end that the dump rejects.
-func markInheritedCloseOnExec(t *testing.T) {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
-			unix.CloseOnExec(fd)
-		}
-	}
 }
 
 // editSnapshot copies the snapshot stream data, passing every process

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,12 +31,6 @@ const (
 // desc has an xfail reason may fail, and must not pass.
 func TestIntegrationWorkloads(t *testing.T) {
 	needRoot(t)
-	// Workloads must start with only the fds they open themselves, but
-	// os/exec passes on every fd without FD_CLOEXEC that this process
-	// inherited, such as a pipe of whatever started go test.
-	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		t.Fatalf("close_range(3, ~0, CLOSE_RANGE_CLOEXEC) = %v", err)
-	}
 	dir := t.TempDir()
 	ksu := buildKSU(t, dir)
 	bins := buildWorkloads(t, filepath.Join(dir, "workloads"))

@@ -36,6 +36,8 @@ var Allowed = []Allowance{
 		"an armed timer can fire between the capture and the freeze, or between the resume and the capture; the signals and timers workloads check their pending signals themselves"},
 	{"threads that exist only after the restore, and the thread count",
 		"a program may start threads once it runs again (the Go runtime does); every thread of the capture before the dump must still be there"},
+	{"where an anonymous read-write mapping ends and the PROT_NONE reservation after it begins",
+		"allocators (glibc arenas, the Go heap) grow into reserved address space with mprotect while the program runs; the joint extent is still compared"},
 	{"[vvar] and [vvar_vclock] mappings",
 		"kernel data pages whose number and layout depend on the kernel (6.12 split out [vvar_vclock]); [vdso] is still compared"},
 }
@@ -118,7 +120,42 @@ func normalizeMaps(lines []string) []string {
 		}
 		out = append(out, strings.Join(f, " "))
 	}
-	return mergeAdjacent(out)
+	return mergeReservations(mergeAdjacent(out))
+}
+
+// mergeReservations joins an anonymous read-write mapping with the
+// anonymous PROT_NONE mapping right after it, which is how an allocator
+// (glibc's arenas, the Go heap) reserves address space and grows into it
+// with mprotect while the program runs. The joined line keeps the extent
+// and drops the boundary, which moves between two captures.
+func mergeReservations(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if n := len(out); n > 0 {
+			if merged, ok := joinReservation(out[n-1], l); ok {
+				out[n-1] = merged
+				continue
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func joinReservation(a, b string) (string, bool) {
+	fa, fb := strings.Fields(a), strings.Fields(b)
+	if len(fa) != 5 || len(fb) != 5 || fa[4] != "0" || fb[4] != "0" || fb[1] != "---p" {
+		return "", false
+	}
+	if fa[1] != "rw-p" && fa[1] != "rw-p+---p" {
+		return "", false
+	}
+	start, endA, okA := strings.Cut(fa[0], "-")
+	startB, end, okB := strings.Cut(fb[0], "-")
+	if !okA || !okB || endA != startB {
+		return "", false
+	}
+	return start + "-" + end + " rw-p+---p - " + fa[3] + " 0", true
 }
 
 // mergeAdjacent merges neighbouring maps lines that continue one another:

@@ -201,3 +201,27 @@ func TestCompareNewThreads(t *testing.T) {
 		t.Errorf("Compare(thread 11 missing after) = no difference, want one")
 	}
 }
+
+func TestNormalizeMapsGrowingHeap(t *testing.T) {
+	before := []string{
+		"1b533c000000-1b5340800000 rw-p 00000000 00:00 0",
+		"1b5340800000-1b5344000000 ---p 00000000 00:00 0",
+		"7ffb4ff90000-7ffb52200000 rw-p 00000000 00:00 0",
+	}
+	after := []string{
+		"1b533c000000-1b5340c00000 rw-p 00000000 00:00 0",
+		"1b5340c00000-1b5344000000 ---p 00000000 00:00 0",
+		"7ffb4ff90000-7ffb52200000 rw-p 00000000 00:00 0",
+	}
+	if diff := cmp.Diff(normalizeMaps(before), normalizeMaps(after)); diff != "" {
+		t.Errorf("normalizeMaps of a heap that grew differs (-before +after):\n%s", diff)
+	}
+	moved := []string{
+		"1b533c000000-1b5340c00000 rw-p 00000000 00:00 0",
+		"1b5340c00000-1b5345000000 ---p 00000000 00:00 0",
+		"7ffb4ff90000-7ffb52200000 rw-p 00000000 00:00 0",
+	}
+	if cmp.Equal(normalizeMaps(before), normalizeMaps(moved)) {
+		t.Errorf("normalizeMaps hides a reservation whose end moved")
+	}
+}
