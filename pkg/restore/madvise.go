@@ -28,6 +28,12 @@ var madviseAdvice = []struct {
 // with injected madvise calls.
 func (rs *restorer) applyMadvise(pid int, vmas []snapshot.VMA) error {
 	for _, v := range vmas {
+		switch v.Kind {
+		case snapshot.VMAVDSO, snapshot.VMAVVAR, snapshot.VMAVVARVClock, snapshot.VMAVSyscall:
+			// The kernel sets the flags of its own mappings, and a saved
+			// [vvar] range stays unmapped on another kernel release.
+			continue
+		}
 		for _, a := range madviseAdvice {
 			if v.Madvise&a.bit == 0 {
 				continue
