@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ksu-project/ksu/pkg/dump"
+	"github.com/ksu-project/ksu/pkg/failpoint"
 	"github.com/ksu-project/ksu/pkg/initramfs"
 	"github.com/ksu-project/ksu/pkg/kexec"
 	"github.com/ksu-project/ksu/pkg/phase"
@@ -130,9 +132,13 @@ func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
 	if err != nil {
 		return err
 	}
-	stats, err := dump.Dump(cw, dump.Options{PIDs: roots, Exit: dump.ExitStopped, Producer: "ksu update"})
+	fw := &failpointWriter{w: cw, name: "freeze"}
+	stats, err := dump.Dump(fw, dump.Options{PIDs: roots, Exit: dump.ExitStopped, Producer: "ksu update"})
 	if err != nil {
 		return err
+	}
+	if err := failpoint.Check("dump"); err != nil {
+		return errors.Join(err, resumeTrees(roots))
 	}
 	log.Mark(phase.Span{Phase: phase.Freeze, Duration: stats.Freeze}.Marker())
 	log.Mark(phase.Span{Phase: phase.Dump, Duration: stats.Total - stats.Freeze}.Marker())
@@ -141,6 +147,9 @@ func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
 		return errors.Join(fmt.Errorf("read kernel release: %w", err), resumeTrees(roots))
 	}
 	hdr, err := cw.Finish(snapshot.ArchiveHeader{KernelRelease: unix.ByteSliceToString(uts.Release[:])})
+	if err == nil {
+		err = failpoint.Check("compress")
+	}
 	if err != nil {
 		return errors.Join(err, resumeTrees(roots))
 	}
@@ -163,4 +172,23 @@ func resumeTrees(roots []int) error {
 		return fmt.Errorf("resume preserved processes: %w", err)
 	}
 	return nil
+}
+
+// failpointWriter checks a failpoint before the first write. Dump writes
+// only once the processes are frozen, so the failpoint "freeze" fails
+// the dump with the processes seized and stopped.
+type failpointWriter struct {
+	w       io.Writer
+	name    string
+	checked bool
+}
+
+func (f *failpointWriter) Write(p []byte) (int, error) {
+	if !f.checked {
+		f.checked = true
+		if err := failpoint.Check(f.name); err != nil {
+			return 0, err
+		}
+	}
+	return f.w.Write(p)
 }

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/ksu-project/ksu/pkg/failpoint"
 	"github.com/ksu-project/ksu/pkg/kexec"
 	"github.com/ksu-project/ksu/pkg/phase"
 )
@@ -94,13 +95,17 @@ func update(o updateOptions) error {
 	defer initrd.Close()
 	if len(o.pids) > 0 {
 		if err := dumpIntoInitrd(initrd, o.pids, log); err != nil {
-			return err
+			return fmt.Errorf("phase freeze and dump, nothing was changed: %w", err)
 		}
 	}
 
 	tl.Begin(phase.Load)
 	if err := loadKernel(o, initrd, log); err != nil {
-		return errors.Join(err, resumeTrees(o.pids))
+		return errors.Join(fmt.Errorf("phase load, processes resumed: %w", err), resumeTrees(o.pids))
+	}
+	if err := failpoint.Check("load"); err != nil {
+		return errors.Join(fmt.Errorf("phase load, kernel unloaded and processes resumed: %w", err),
+			kexec.Unload(), resumeTrees(o.pids))
 	}
 	log.Mark(tl.End().Marker())
 
@@ -209,7 +214,11 @@ func switchKernel(tl *phase.Timeline, log *switchLog) error {
 	thaw, err := kexec.Freeze(mounts)
 	if err != nil {
 		kexec.Unload()
-		return err
+		return fmt.Errorf("phase sync: %w", err)
+	}
+	if err := failpoint.Check("sync"); err != nil {
+		thaw()
+		return errors.Join(fmt.Errorf("phase sync, filesystems thawed: %w", err), kexec.Unload())
 	}
 	// From here until the kexec, log only to the kernel log: a write to
 	// a file on a frozen filesystem would block forever.
