@@ -195,6 +195,7 @@ func (b *boot) restore() error {
 		b.log.Printf("no snapshot in %s: plain boot", initramfs.SnapshotDir)
 	case err != nil:
 		b.log.Logf(klog.LevelErr, "snapshot in %s is unusable, booting without restore: %v", initramfs.SnapshotDir, err)
+		b.reportUnusable(hdr, err)
 	default:
 		b.log.Printf("snapshot in %s verified: taken on kernel %s, %d bytes, %d compressed in %d parts",
 			initramfs.SnapshotDir, hdr.KernelRelease, hdr.Size, hdr.CompressedSize, hdr.Parts)
@@ -203,10 +204,30 @@ func (b *boot) restore() error {
 	return nil
 }
 
+// reportUnusable writes a report that names why the snapshot was not
+// restored, so that the operator finds the reason after the boot.
+func (b *boot) reportUnusable(hdr snapshot.ArchiveHeader, err error) {
+	rep := report{
+		Kernel:         runningRelease(),
+		SnapshotKernel: hdr.KernelRelease,
+		Phases:         b.timeline.Spans,
+		Failures:       []failure{{Reason: "snapshot unusable: " + err.Error()}},
+	}
+	if err := writeJSON(filepath.Join(initramfs.NewRootDir, reportFile), rep); err != nil {
+		b.log.Logf(klog.LevelErr, "%v", err)
+	}
+}
+
 // findSnapshot reports whether dir in fsys holds a snapshot archive and,
-// if so, reads its header and checks the payload's checksum.
+// if so, reads its header and checks the payload's checksum. Parts
+// without a header are an archive that was cut short, not a plain boot.
 func findSnapshot(fsys fs.FS, dir string) (snapshot.ArchiveHeader, bool, error) {
 	if _, err := fs.Stat(fsys, path.Join(dir, snapshot.HeaderName)); err != nil {
+		first := path.Join(dir, snapshot.PartName(0))
+		if _, perr := fs.Stat(fsys, first); perr == nil {
+			return snapshot.ArchiveHeader{}, true, fmt.Errorf("archive header %s is missing, but part %s is present: the archive is incomplete",
+				path.Join(dir, snapshot.HeaderName), first)
+		}
 		return snapshot.ArchiveHeader{}, false, nil
 	}
 	hdr, err := snapshot.VerifyCPIO(fsys, dir)
