@@ -17,7 +17,9 @@ import (
 const usage = `usage: ksu COMMAND [OPTIONS]
 
 Commands:
+  check    check whether an update could run, without changing anything
   update   switch the running machine to another kernel with kexec
+  status   show the report of the last update
   dump     write a snapshot of running process trees to a file
   restore  recreate the processes of a snapshot file
   help     show this text, or "ksu help COMMAND" for one command
@@ -33,6 +35,8 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"check":   {"check whether an update could run, without changing anything", checkFlags},
+	"status":  {"show the report of the last update", statusFlags},
 	"update":  {"switch the running machine to another kernel with kexec", updateFlags},
 	"dump":    {"write a snapshot of running process trees to a file", dumpFlags},
 	"restore": {"recreate the processes of a snapshot file", restoreFlags},

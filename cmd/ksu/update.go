@@ -24,11 +24,17 @@ type updateOptions struct {
 	modulesDir string
 	yes        bool
 	pids       pidList // roots of the process trees to preserve
+	dryRun     bool    // stop after the load and undo everything
 }
 
 func updateFlags(fs *flag.FlagSet) func([]string) error {
 	var o updateOptions
-	fs.StringVar(&o.kernel, "kernel", "", "the new kernel's bzImage, e.g. /boot/vmlinuz-RELEASE (required)")
+	var latest bool
+	fs.StringVar(&o.kernel, "kernel", "", "the new kernel's bzImage, e.g. /boot/vmlinuz-RELEASE")
+	fs.BoolVar(&latest, "latest", false,
+		"switch to the newest kernel in /boot other than the running one, in Debian version order")
+	fs.BoolVar(&o.dryRun, "dry-run", false,
+		"do everything up to the kexec, check the snapshot, then unload the kernel and go on")
 	fs.StringVar(&o.appendArgs, "append", "", "parameters added to the new kernel's command line")
 	fs.StringVar(&o.base, "base", "/usr/lib/ksu/ksu-init.cpio", "the ksu-init base initramfs")
 	fs.StringVar(&o.modulesDir, "modules-dir", "/lib/modules",
@@ -36,7 +42,8 @@ func updateFlags(fs *flag.FlagSet) func([]string) error {
 	fs.BoolVar(&o.yes, "yes", false, "switch without asking; required when not on a terminal")
 	fs.Var(&o.pids, "pid", "root of a process tree to preserve across the switch; repeat for several trees")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: ksu update --kernel VMLINUZ [--pid PID...] [--append ARGS] [--yes]
+		fmt.Fprint(fs.Output(), `usage: ksu update {--kernel VMLINUZ | --latest} [--pid PID...] [--append ARGS]
+                  [--dry-run] [--yes]
 
 Switch the running machine to the kernel VMLINUZ with kexec. The new
 kernel starts with ksu's initramfs, which loads the modules for the root
@@ -52,6 +59,11 @@ to /run/ksu/report.json.
 Until the kexec, a failure changes nothing: the loaded kernel is
 unloaded, the filesystems are thawed and the frozen processes resume.
 
+With --dry-run, ksu freezes and dumps the processes, loads the kernel
+with the snapshot, reads the snapshot back to check that it decodes,
+then unloads the kernel and prints how long the pause would have been.
+The processes are paused for the freeze and the dump only.
+
 Options:
 `)
 		fs.PrintDefaults()
@@ -60,14 +72,19 @@ Options:
 		if len(args) > 0 {
 			return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
 		}
-		if o.kernel == "" {
-			return fmt.Errorf("%w: --kernel is required", errUsage)
+		if o.kernel == "" && !latest {
+			return fmt.Errorf("%w: --kernel is required, or --latest", errUsage)
 		}
+		kernel, err := kernelFlags(o.kernel, latest)
+		if err != nil {
+			return err
+		}
+		o.kernel = kernel
 		return update(o)
 	}
 }
 
-// update runs the switch. It returns only on failure.
+// update runs the switch. It returns only on failure, or after a dry run.
 func update(o updateOptions) error {
 	log := newSwitchLog()
 	var tl phase.Timeline
@@ -81,8 +98,10 @@ func update(o updateOptions) error {
 		return err
 	}
 	log.Mark(tl.End().Marker())
-	if err := confirm(o, img.Release); err != nil {
-		return err
+	if !o.dryRun {
+		if err := confirm(o, img.Release); err != nil {
+			return err
+		}
 	}
 	log.Printf("switching to kernel %s from %s", img.Release, o.kernel)
 
@@ -93,7 +112,12 @@ func update(o updateOptions) error {
 		return err
 	}
 	defer initrd.Close()
-	if len(o.pids) > 0 {
+	var dry *dryRun
+	if o.dryRun && len(o.pids) > 0 {
+		if dry, err = dumpDryRun(initrd, o.pids, log); err != nil {
+			return fmt.Errorf("phase freeze and dump, nothing was changed: %w", err)
+		}
+	} else if len(o.pids) > 0 {
 		if err := dumpIntoInitrd(initrd, o.pids, log); err != nil {
 			return fmt.Errorf("phase freeze and dump, nothing was changed: %w", err)
 		}
@@ -107,7 +131,15 @@ func update(o updateOptions) error {
 		return errors.Join(fmt.Errorf("phase load, kernel unloaded and processes resumed: %w", err),
 			kexec.Unload(), resumeTrees(o.pids))
 	}
-	log.Mark(tl.End().Marker())
+	load := tl.End()
+	log.Mark(load.Marker())
+	if o.dryRun {
+		if dry == nil {
+			dry = &dryRun{}
+		}
+		dry.load = load.Duration
+		return dry.finish(os.Stdout, log)
+	}
 
 	return errors.Join(switchKernel(&tl, log), resumeTrees(o.pids))
 }

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ksu-project/ksu/pkg/phase"
+)
+
+// statusOptions are the flags of "ksu status".
+type statusOptions struct {
+	report string // the run report ksu-init wrote on this boot
+	logDir string // where copies of run reports outlive the boot
+	json   bool
+}
+
+// updateReport is ksu-init's report of a restore, as it writes it to
+// /run/ksu/report.json. Unknown fields are kept in the copy, since the
+// copy is the file itself.
+type updateReport struct {
+	Kernel         string       `json:"kernel"`
+	SnapshotKernel string       `json:"snapshot_kernel"`
+	Restored       []int32      `json:"restored"`
+	Failures       []failure    `json:"failures"`
+	Phases         []phase.Span `json:"phases"`
+	Pause          int64        `json:"pause_ns"`
+	Threads        int          `json:"threads"`
+	PageBytes      uint64       `json:"page_bytes"`
+}
+
+// failure is a set of processes that ksu-init did not restore, and why.
+type failure struct {
+	PIDs   []int32 `json:"pids"`
+	Reason string  `json:"reason"`
+}
+
+// statusResult is what "ksu status --json" prints.
+type statusResult struct {
+	// Source is the file the report was read from; Saved is its copy
+	// under the log directory.
+	Source string        `json:"source"`
+	Saved  string        `json:"saved,omitempty"`
+	Time   time.Time     `json:"time"`
+	Report *updateReport `json:"report"`
+}
+
+func statusFlags(fs *flag.FlagSet) func([]string) error {
+	var o statusOptions
+	fs.StringVar(&o.report, "report", "/run/ksu/report.json", "the report ksu-init wrote on this boot")
+	fs.StringVar(&o.logDir, "log-dir", "/var/log/ksu", "where copies of the reports are kept across boots")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: ksu status [--json]
+
+Show the report of the last update: the kernels, the restored processes
+and those that failed with the reason, the time of each phase and how
+long the preserved processes were paused.
+
+The report ksu-init writes lives in /run, which the next boot empties.
+On its first read, ksu status copies it to LOG-DIR/report-TIME.json
+(TIME is the report's modification time in UTC), so the history of
+updates survives reboots. Without a report in /run, it shows the newest
+copy in LOG-DIR.
+
+Options:
+`)
+		fs.PrintDefaults()
+	}
+	return func(args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
+		}
+		res, err := readStatus(o)
+		if err != nil {
+			return err
+		}
+		return printStatus(os.Stdout, res, o.json)
+	}
+}
+
+// readStatus reads the run report, saving a copy in o.logDir, or the
+// newest saved copy when there is no run report.
+func readStatus(o statusOptions) (statusResult, error) {
+	fi, err := os.Stat(o.report)
+	if errors.Is(err, fs.ErrNotExist) {
+		return readSaved(o.logDir)
+	}
+	if err != nil {
+		return statusResult{}, fmt.Errorf("read update report: %w", err)
+	}
+	rep, err := readReport(o.report)
+	if err != nil {
+		return statusResult{}, err
+	}
+	res := statusResult{Source: o.report, Time: fi.ModTime().UTC(), Report: rep}
+	res.Saved, err = saveReport(o.report, o.logDir, res.Time)
+	if err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func readReport(path string) (*updateReport, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read update report: %w", err)
+	}
+	var rep updateReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("decode update report %s: %w", path, err)
+	}
+	return &rep, nil
+}
+
+// saveReport copies the run report to dir/report-TIME.json unless that
+// copy exists, and returns the copy's path.
+func saveReport(report, dir string, t time.Time) (string, error) {
+	dst := filepath.Join(dir, "report-"+t.Format("20060102T150405Z")+".json")
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		return "", fmt.Errorf("read update report: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create report directory: %w", err)
+	}
+	// Write under a temporary name first, so that a crash leaves no
+	// half-written copy under the final name.
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return "", fmt.Errorf("save update report: %w", err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("save update report: %w", err)
+	}
+	return dst, nil
+}
+
+// readSaved reads the newest report-*.json in dir. The names sort by
+// time because TIME has a fixed width.
+func readSaved(dir string) (statusResult, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "report-*.json"))
+	if err != nil || len(names) == 0 {
+		return statusResult{}, fmt.Errorf("no update report: none in /run/ksu or %s; "+
+			"ksu-init writes one when it restores processes", dir)
+	}
+	slices.Sort(names)
+	last := names[len(names)-1]
+	rep, err := readReport(last)
+	if err != nil {
+		return statusResult{}, err
+	}
+	t, _ := time.Parse("20060102T150405Z", strings.TrimSuffix(strings.TrimPrefix(filepath.Base(last), "report-"), ".json"))
+	return statusResult{Source: last, Saved: last, Time: t, Report: rep}, nil
+}
+
+func printStatus(w io.Writer, res statusResult, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return fmt.Errorf("write JSON: %w", err)
+		}
+		return nil
+	}
+	r := res.Report
+	fmt.Fprintf(w, "last update: %s, from kernel %s to %s\n", res.Time.Format(time.RFC3339), r.SnapshotKernel, r.Kernel)
+	fmt.Fprintf(w, "report: %s", res.Source)
+	if res.Saved != "" && res.Saved != res.Source {
+		fmt.Fprintf(w, " (saved as %s)", res.Saved)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "restored: %d processes %s, %d threads, %s of memory\n",
+		len(r.Restored), formatPIDs(r.Restored), r.Threads, formatBytes(r.PageBytes))
+	for _, f := range r.Failures {
+		fmt.Fprintf(w, "not restored: %s: %s\n", formatPIDs(f.PIDs), f.Reason)
+	}
+	fmt.Fprintf(w, "pause: %s\n", time.Duration(r.Pause).Round(time.Millisecond))
+	for _, s := range r.Phases {
+		fmt.Fprintf(w, "  %-9s %8s\n", s.Phase, s.Duration.Round(time.Millisecond))
+	}
+	return nil
+}
+
+func formatPIDs(pids []int32) string {
+	parts := make([]string, len(pids))
+	for i, p := range pids {
+		parts[i] = fmt.Sprint(p)
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
