@@ -126,6 +126,12 @@ func readOpts(sock int, opts []sockOpt) ([]snapshot.SockOpt, error) {
 	var out []snapshot.SockOpt
 	for _, o := range opts {
 		v, err := unix.GetsockoptInt(sock, o.level, o.name)
+		if o.level == unix.SOL_SOCKET && o.name == unix.SO_PEEK_OFF && errors.Is(err, unix.EOPNOTSUPP) {
+			// N.B. Older kernels (6.1 among them, unlike 6.12) have
+			// no peek offset for TCP sockets, so no process can have
+			// set one and there is nothing to record.
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("getsockopt(%d, %d): %w", o.level, o.name, err)
 		}
