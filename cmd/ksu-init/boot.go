@@ -205,8 +205,11 @@ func (b *boot) restore() error {
 }
 
 // reportUnusable writes a report that names why the snapshot was not
-// restored, so that the operator finds the reason after the boot.
+// restored, so that the operator finds the reason after the boot. It
+// moves /run into the new root first, as restoreProcesses does, because
+// that tmpfs hides the root disk's /run after the handoff.
 func (b *boot) reportUnusable(hdr snapshot.ArchiveHeader, err error) {
+	moveSpecialMounts(b.log, initramfs.NewRootDir)
 	rep := report{
 		Kernel:         runningRelease(),
 		SnapshotKernel: hdr.KernelRelease,
