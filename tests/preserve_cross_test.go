@@ -22,7 +22,8 @@ var crossWorkloads = []string{"files", "signals", "pipes"}
 // the new one with a clock sampler and workloads preserved. The sampler
 // calls clock_gettime through the vDSO in a loop, so it runs through the
 // trampolines into the new kernel's vDSO; it must keep its PID and never
-// see its clocks go back.
+// see its clocks go back. A second program calls every vDSO function
+// once, through the addresses it looked up on the old kernel.
 func TestPreserveAcrossKernels(t *testing.T) {
 	im := findImages(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -54,8 +55,21 @@ func testPreserveAcross(t *testing.T, ctx context.Context, g *qemu.Guest, from, 
 	if _, err := clock.WaitLog(ctx, g, time.Minute, "clock"); err != nil {
 		t.Fatal(err)
 	}
-	argv0 := map[int]string{clock.PID: clockPath}
-	all := []scenario.Preserved{clock}
+	const callPath = "/usr/local/bin/ksu-vdsocall"
+	if err := scenario.InstallProgram(ctx, g, t.TempDir(), callPath, scenario.VDSOCallSource); err != nil {
+		t.Fatal(err)
+	}
+	call, err := scenario.StartWorkload(ctx, g, "vdsocall", callPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := call.WaitLog(ctx, g, time.Minute, "vdso ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("functions of the %s vDSO: %s", from, found)
+	argv0 := map[int]string{clock.PID: clockPath, call.PID: callPath}
+	all := []scenario.Preserved{clock, call}
 	xfail := map[int]string{}
 	for _, name := range crossWorkloads {
 		bin := path.Join(scenario.WorkloadDir, name)
