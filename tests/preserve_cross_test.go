@@ -137,8 +137,8 @@ func testPreserveAcross(t *testing.T, ctx context.Context, g *qemu.Guest, from, 
 	}
 }
 
-// checkVerdict asks workload w for its verdict: PASS, or FAIL or no
-// verdict at all when its desc file marks it as expected to fail.
+// checkVerdict sends SIGUSR2 to workload w and checks its verdict: PASS,
+// or FAIL or no verdict at all when its desc file marks it to fail.
 func checkVerdict(t *testing.T, ctx context.Context, g *qemu.Guest, w scenario.Preserved, xfail string) {
 	t.Helper()
 	verdict, err := w.Check(ctx, g)

@@ -48,7 +48,7 @@ type restorer struct {
 	pidfds   map[int]uintptr              // pid to the tracee's pidfd of the restorer
 	mems     map[int32]*os.File           // pid to its /proc/PID/mem
 	objs     *objectState                 // shared memory, FIFOs and epoll lists; see objects
-	vdso     *vdsoSwitch                  // how processes reach the running kernel's vDSO
+	vdso     *vdsoSwitch                  // plan for reaching the running kernel's vDSO
 	stats    Stats
 }
 
@@ -86,10 +86,10 @@ func Restore(r io.Reader, opts Options) (Stats, error) {
 // snapshot of another kernel release is accepted: newVDSOSwitch decides
 // whether its vDSO can be served.
 //
-// Limitation: the xstate (FPU and vector registers) layout is restored as
-// saved, which is right while both kernels run on the same CPU with the
-// same enabled features; a kernel that enables other xfeatures would
-// need a translation from the saved XSAVE header.
+// Limitation: the xstate (FPU and vector registers) is restored in its
+// saved layout. That is right while both kernels run on the same CPU and
+// enable the same xfeatures. A kernel that enables other xfeatures would
+// need the saved XSAVE area translated through its header.
 func checkMeta(m snapshot.Meta) error {
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {

@@ -19,9 +19,9 @@ const archMapVDSO64 = 0x2003
 // page tables (TASK_SIZE_MAX); a new vDSO is placed below it.
 const maxUserAddr = 0x7ffffffff000
 
-// vdsoSwitch is how every restored process reaches the running kernel's
-// vDSO: one plan for the whole snapshot, since every process of the old
-// kernel mapped the same image.
+// vdsoSwitch is the plan by which restored processes reach the running
+// kernel's vDSO. One plan serves the whole snapshot, because every
+// process of the old kernel mapped the same image.
 type vdsoSwitch struct {
 	plan     vdso.Plan
 	oldImage []byte // Meta.VDSO
@@ -45,8 +45,9 @@ func newVDSOSwitch(m snapshot.Meta) (*vdsoSwitch, error) {
 		if len(m.VDSO) == 0 {
 			return &vdsoSwitch{plan: vdso.Plan{Strategy: vdso.Remap}}, nil
 		}
-		return nil, fmt.Errorf("running kernel maps no vDSO (vdso=0?), the snapshot's processes use one")
+		return nil, fmt.Errorf("running kernel maps no vDSO (booted with vdso=0?), but the snapshot's processes use one")
 	}
+
 	sw := &vdsoSwitch{oldImage: m.VDSO, size: local.Size(), vvarSize: vvarBefore(maps, local.Start)}
 	if len(m.VDSO) == 0 {
 		// A snapshot written before Meta had the image: the restore is
@@ -58,6 +59,7 @@ func newVDSOSwitch(m snapshot.Meta) (*vdsoSwitch, error) {
 		sw.plan = vdso.Plan{Strategy: vdso.Remap}
 		return sw, nil
 	}
+
 	old, err := vdso.Parse(m.VDSO)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot's vDSO: %w", err)
@@ -137,6 +139,7 @@ func (rs *restorer) mapTrampolines(pid int, old *snapshot.VMA, busy [][2]uint64)
 	if uint64(len(sw.oldImage)) != old.End-old.Start {
 		return fmt.Errorf("saved vDSO %#x-%#x is not the %d-byte image of the snapshot", old.Start, old.End, len(sw.oldImage))
 	}
+
 	at, err := freeRange(busy, sw.vvarSize+sw.size, old.Start)
 	if err != nil {
 		return fmt.Errorf("place the new vDSO: %w", err)
@@ -148,6 +151,7 @@ func (rs *restorer) mapTrampolines(pid int, old *snapshot.VMA, busy [][2]uint64)
 	if r, clash := overlap(busy, base-sw.vvarSize, base+sw.size); clash {
 		return fmt.Errorf("kernel put the vDSO at %#x, over the saved mapping %#x-%#x", base, r[0], r[1])
 	}
+
 	code, err := sw.plan.Apply(sw.oldImage, base)
 	if err != nil {
 		return err
