@@ -128,7 +128,7 @@ func printTree(w io.Writer, t treeCheck) {
 	if !t.Preservable {
 		state = "NOT preservable"
 	}
-	fmt.Fprintf(w, "tree %d (%s): %d processes, %s\n", t.Root, t.Comm, len(t.PIDs), state)
+	fmt.Fprintf(w, "tree %d (%s): %s, %s\n", t.Root, t.Comm, plural(len(t.PIDs), "process", "processes"), state)
 	for _, b := range t.Blockers {
 		fmt.Fprintf(w, "  process %d: %s (%s): %s\n", b.PID, b.Object, b.Kind, b.Reason)
 		if b.Hint != "" {
@@ -189,6 +189,14 @@ func formatBytes(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// plural formats n with the singular or plural noun, e.g. "1 process".
+func plural(n int, singular, pluralForm string) string {
+	if n == 1 {
+		return "1 " + singular
+	}
+	return fmt.Sprintf("%d %s", n, pluralForm)
 }
 
 // sameFile reports whether paths a and b name the same file after

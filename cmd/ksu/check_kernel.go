@@ -44,7 +44,7 @@ var (
 // checkKernel checks what kexec_file_load and the initramfs need, the
 // signature policy, and whether the bootloader agrees with the choice.
 func checkKernel(o checkOptions) kernelCheck {
-	k := kernelCheck{Path: o.kernel}
+	k := kernelCheck{Path: o.kernel, Problems: []string{}, Warnings: []string{}}
 	img, err := kexec.ReadImage(o.kernel)
 	if err != nil {
 		k.Problems = append(k.Problems, err.Error())

@@ -50,13 +50,13 @@ func checkTreesDetail(roots []int) []treeCheck {
 	rootBlockers := checkRootsDetail(roots)
 	var out []treeCheck
 	for _, root := range roots {
-		t := treeCheck{Root: root, Blockers: rootBlockers[root]}
+		t := treeCheck{Root: root, PIDs: []int{}, Blockers: append([]blocker{}, rootBlockers[root]...)}
 		if st, err := procfs.ReadStat(procRoot, root); err == nil {
 			t.Comm = st.Comm
 		}
 		if len(t.Blockers) == 0 {
 			pids, err := listTrees([]int{root})
-			t.PIDs = pids
+			t.PIDs = append(t.PIDs, pids...)
 			if err != nil {
 				t.Blockers = append(t.Blockers, blocker{PID: root, Object: "process tree", Kind: "tree",
 					Reason: err.Error(), Hint: "check again once the tree stops changing"})

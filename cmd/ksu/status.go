@@ -182,8 +182,9 @@ func printStatus(w io.Writer, res statusResult, asJSON bool) error {
 		fmt.Fprintf(w, " (saved as %s)", res.Saved)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "restored: %d processes %s, %d threads, %s of memory\n",
-		len(r.Restored), formatPIDs(r.Restored), r.Threads, formatBytes(r.PageBytes))
+	fmt.Fprintf(w, "restored: %s %s, %s, %s of memory\n",
+		plural(len(r.Restored), "process", "processes"), formatPIDs(r.Restored),
+		plural(r.Threads, "thread", "threads"), formatBytes(r.PageBytes))
 	for _, f := range r.Failures {
 		fmt.Fprintf(w, "not restored: %s: %s\n", formatPIDs(f.PIDs), f.Reason)
 	}

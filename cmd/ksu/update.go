@@ -103,7 +103,11 @@ func update(o updateOptions) error {
 			return err
 		}
 	}
-	log.Printf("switching to kernel %s from %s", img.Release, o.kernel)
+	if o.dryRun {
+		log.Printf("dry run: rehearsing the switch to kernel %s from %s", img.Release, o.kernel)
+	} else {
+		log.Printf("switching to kernel %s from %s", img.Release, o.kernel)
+	}
 
 	// The base and modules archives are assembled before the freeze, so
 	// that the preserved processes do not wait for them.
