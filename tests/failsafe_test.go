@@ -1,0 +1,344 @@
+package tests
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ksu-project/ksu/pkg/snapshot"
+	"github.com/ksu-project/ksu/qemu"
+	"github.com/ksu-project/ksu/tests/scenario"
+)
+
+// snapshotDamage is one way to spoil the snapshot archive that the new
+// kernel's initramfs carries.
+type snapshotDamage struct {
+	name   string
+	damage func(t *testing.T, f *scenario.SnapshotFiles)
+	// want matches the line ksu-init logs, on the console and in the
+	// kernel log, and the reason in /run/ksu/report.json.
+	want string
+}
+
+func snapshotDamages() []snapshotDamage {
+	const unusable = `snapshot in /ksu is unusable, booting without restore: `
+	const notRestored = `processes +not restored, booting without them: `
+	return []snapshotDamage{
+		{"missing header", func(t *testing.T, f *scenario.SnapshotFiles) { f.Header = nil },
+			unusable + `archive header ksu/snapshot\.hdr is missing, but part ksu/snapshot\.000 is present`},
+		{"truncated part", func(t *testing.T, f *scenario.SnapshotFiles) { f.Parts[1] = f.Parts[1][:100] },
+			unusable + `.*snapshot\.001.*`},
+		{"flipped byte", func(t *testing.T, f *scenario.SnapshotFiles) { f.Parts[2][10] ^= 0x04 },
+			unusable + `.*payload CRC-32C`},
+		{"newer major version", func(t *testing.T, f *scenario.SnapshotFiles) { f.Header[8] = snapshot.ArchiveVersion + 1 },
+			unusable + `.*archive format version 2\.0 is not supported`},
+		{"huge compressed size", func(t *testing.T, f *scenario.SnapshotFiles) {
+			hdr := snapshot.ArchiveHeader{Version: snapshot.ArchiveVersion, KernelRelease: "6.1.0-test",
+				CompressedSize: 1000 * snapshot.MaxPartSize, PartSize: snapshot.MaxPartSize, Parts: 1000}
+			b, err := hdr.MarshalBinary()
+			if err != nil {
+				t.Fatalf("MarshalBinary(%+v) = %v", hdr, err)
+			}
+			f.Header = b
+		}, unusable + `.*snapshot\.000`},
+		{"huge decompressed size", func(t *testing.T, f *scenario.SnapshotFiles) {
+			*f = newSnapshotFiles(t, 1<<62, randomPayload(5000))
+		}, notRestored},
+		{"empty part", func(t *testing.T, f *scenario.SnapshotFiles) {
+			*f = newSnapshotFiles(t, 0, nil)
+		}, notRestored},
+	}
+}
+
+func randomPayload(n int) []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func newSnapshotFiles(t *testing.T, size uint64, payload []byte) scenario.SnapshotFiles {
+	t.Helper()
+	hdr := snapshot.ArchiveHeader{KernelRelease: "6.1.0-test", Size: size}
+	f, err := scenario.NewSnapshotFiles(hdr, payload, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestIntegrationBadSnapshotBoots boots the new kernel with an initramfs
+// whose snapshot archive is damaged in one way per case. ksu-init must
+// name the problem on the console and in the kernel log, record it in
+// /run/ksu/report.json and start the real init.
+func TestIntegrationBadSnapshotBoots(t *testing.T) {
+	im := findImages(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for _, tt := range snapshotDamages() {
+		t.Run(tt.name, func(t *testing.T) {
+			files := newSnapshotFiles(t, 5000, randomPayload(5000))
+			tt.damage(t, &files)
+			archive, err := files.CPIO()
+			if err != nil {
+				t.Fatal(err)
+			}
+			testBadSnapshotBoot(t, ctx, im, archive, regexp.MustCompile(tt.want+`.*`))
+		})
+	}
+}
+
+func testBadSnapshotBoot(t *testing.T, ctx context.Context, im scenario.Images, archive []byte, want *regexp.Regexp) {
+	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	g, err := scenario.BootWithSnapshot(bctx, im, im.NewRelease, t.TempDir(), archive)
+	if g != nil {
+		defer g.Close()
+	}
+	if err != nil {
+		if g != nil {
+			t.Logf("guest console: %s", g.ConsoleLog())
+		}
+		t.Fatal(err)
+	}
+	t.Logf("guest agent answered %v after the start", time.Since(start).Round(time.Millisecond))
+
+	console, err := os.ReadFile(g.ConsoleLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := want.FindString(string(console)); line == "" {
+		t.Errorf("console has no line matching %q; see %s", want, g.ConsoleLog())
+	} else {
+		t.Logf("console: %s", line)
+	}
+	for _, bad := range []string{"panic:", "fatal error:", "KSU-FATAL", "Kernel panic"} {
+		if strings.Contains(string(console), bad) {
+			t.Errorf("console contains %q; see %s", bad, g.ConsoleLog())
+		}
+	}
+	if !strings.Contains(string(console), "KSU-PHASE handoff done") {
+		t.Errorf("console has no handoff marker; see %s", g.ConsoleLog())
+	}
+
+	dmesg, err := g.Output(bctx, "dmesg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !want.Match(dmesg) {
+		t.Errorf("kernel log has no line matching %q", want)
+	}
+
+	rep, err := scenario.ReadReport(bctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Restored) != 0 {
+		t.Errorf("report restored %v, want none", rep.Restored)
+	}
+	if len(rep.Failures) != 1 {
+		t.Fatalf("report failures %+v, want one", rep.Failures)
+	}
+	// The report's reason is the error alone, without the log line's
+	// prefix.
+	_, reason, _ := strings.Cut(want.String(), ": ")
+	if !regexp.MustCompile(reason).MatchString(rep.Failures[0].Reason) {
+		t.Errorf("report failure reason %q, want a match for %q", rep.Failures[0].Reason, reason)
+	}
+}
+
+// updateFault is one way to make ksu update fail before the kexec.
+type updateFault struct {
+	name   string
+	env    []string // KSU_FAILPOINT, or nothing for a real fault
+	kernel string   // --kernel; empty means the new release's bzImage
+	// want matches ksu update's error output: the phase and the cause.
+	want string
+}
+
+func updateFaults(newKernel string) []updateFault {
+	failAt := func(name, phase string) updateFault {
+		return updateFault{
+			name: "failpoint " + name,
+			env:  []string{"KSU_FAILPOINT=" + name},
+			want: `phase ` + phase + `.*injected failure at failpoint "` + name + `"`,
+		}
+	}
+	return []updateFault{
+		failAt("freeze", "freeze and dump"),
+		failAt("dump", "freeze and dump"),
+		failAt("compress", "freeze and dump"),
+		failAt("load", "load, kernel unloaded and processes resumed"),
+		failAt("sync", "sync, filesystems thawed"),
+		{name: "kernel not a kernel", kernel: "/etc/hostname", want: `/etc/hostname`},
+	}
+}
+
+// TestIntegrationUpdateFailsafe makes ksu update --pid fail at each phase
+// boundary before the kexec, and once by a SIGKILL in the middle of the
+// dump, in one guest. Each time the preserved process must run on, not
+// stopped, and pass its self-check. The root must be writable and no
+// kexec kernel may stay loaded.
+func TestIntegrationUpdateFailsafe(t *testing.T) {
+	im := findImages(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	g := bootGuest(t, ctx, im, im.OldRelease)
+	const clockPath = "/usr/local/bin/ksu-clock"
+	if err := scenario.InstallClock(ctx, g, t.TempDir(), clockPath); err != nil {
+		t.Fatal(err)
+	}
+	newKernel := "/boot/vmlinuz-" + im.NewRelease
+	for i, tt := range updateFaults(newKernel) {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := startClock(t, ctx, g, fmt.Sprintf("failsafe-%d", i), clockPath)
+			kernel := cmp.Or(tt.kernel, newKernel)
+			argv := []string{"/usr/sbin/ksu", "update", "--kernel", kernel, "--yes", "--pid", strconv.Itoa(clock.PID)}
+			res, err := g.Exec(ctx, qemu.Cmd{Argv: argv, Env: tt.env})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("ksu update: exit %d, stderr: %s", res.ExitCode, bytes.TrimSpace(res.Stderr))
+			if res.ExitCode == 0 {
+				t.Errorf("ksu update with %v exited 0, want a failure", tt.env)
+			}
+			if !regexp.MustCompile(tt.want).Match(res.Stderr) {
+				t.Errorf("ksu update stderr %q, want a match for %q", res.Stderr, tt.want)
+			}
+			checkNothingChanged(t, ctx, g, clock)
+		})
+	}
+	t.Run("ksu killed during dump", func(t *testing.T) {
+		clock := startClock(t, ctx, g, "failsafe-kill", clockPath)
+		argv := []string{"/usr/sbin/ksu", "update", "--kernel", newKernel, "--yes", "--pid", strconv.Itoa(clock.PID)}
+		p, err := g.SpawnCmd(ctx, qemu.Cmd{Argv: argv, Env: []string{"KSU_FAILPOINT=freeze:pause"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pauseLine, err := waitGuestLog(ctx, g, p.Log, "failpoint freeze: pausing", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("ksu update: %s", pauseLine)
+		_, pidText, _ := strings.Cut(pauseLine, ", pid ")
+		ksuPID, err := strconv.Atoi(strings.TrimSpace(pidText))
+		if err != nil {
+			t.Fatalf("parse ksu's pid in %q: %v", pauseLine, err)
+		}
+		state, err := scenario.ProcessState(ctx, g, clock.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("process %d state while ksu %d pauses in the dump: %c", clock.PID, ksuPID, state)
+		if state != 't' && state != 'T' {
+			t.Errorf("process %d state %c while ksu pauses in the dump, want it stopped (t or T)", clock.PID, state)
+		}
+		res, err := g.Run(ctx, "kill", "-KILL", strconv.Itoa(ksuPID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode != 0 {
+			t.Fatalf("kill -KILL %d: %s", ksuPID, res.Stderr)
+		}
+		checkNothingChanged(t, ctx, g, clock)
+	})
+}
+
+// startClock starts the clock program as a preserved workload named name
+// and waits for its first sample.
+func startClock(t *testing.T, ctx context.Context, g *qemu.Guest, name, path string) scenario.Preserved {
+	t.Helper()
+	clock, err := scenario.StartWorkload(ctx, g, name, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clock.WaitLog(ctx, g, time.Minute, "clock"); err != nil {
+		t.Fatal(err)
+	}
+	return clock
+}
+
+// checkNothingChanged checks, after a failed ksu update, that clock runs
+// and passes its check, that the root disk is writable and that no kexec
+// kernel is loaded.
+func checkNothingChanged(t *testing.T, ctx context.Context, g *qemu.Guest, clock scenario.Preserved) {
+	t.Helper()
+	state, err := scenario.WaitNotStopped(ctx, g, clock.PID, 5*time.Second)
+	if err != nil {
+		t.Errorf("after the failed update: %v", err)
+	} else {
+		t.Logf("process %d state after the failed update: %c", clock.PID, state)
+	}
+	checkClockAdvances(t, ctx, g, clock)
+	if err := scenario.CheckRootWritable(ctx, g); err != nil {
+		t.Errorf("after the failed update: %v", err)
+	}
+	out, err := g.Output(ctx, "cat", "/sys/kernel/kexec_loaded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "0" {
+		t.Errorf("/sys/kernel/kexec_loaded = %s after the failed update, want 0", got)
+	}
+	verdict, err := clock.Check(ctx, g)
+	if err != nil {
+		t.Errorf("check process %d: %v", clock.PID, err)
+	} else if verdict != "PASS" {
+		t.Errorf("process %d: verdict %q, want PASS", clock.PID, verdict)
+	}
+}
+
+// checkClockAdvances checks that the clock program logs a newer sample
+// within a few seconds, which it does only while it runs.
+func checkClockAdvances(t *testing.T, ctx context.Context, g *qemu.Guest, clock scenario.Preserved) {
+	t.Helper()
+	lastSample := func() int64 {
+		out, err := g.Output(ctx, "cat", clock.Log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mono, _, err := scenario.LastClock(string(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mono
+	}
+	before := lastSample()
+	for range 20 {
+		time.Sleep(500 * time.Millisecond)
+		if lastSample() > before {
+			return
+		}
+	}
+	t.Errorf("process %d logged no clock sample newer than %v in 10 s: it does not run", clock.PID, time.Duration(before))
+}
+
+// waitGuestLog polls the guest file path for at most d until it contains
+// substr, and returns the line that does.
+func waitGuestLog(ctx context.Context, g *qemu.Guest, path, substr string, d time.Duration) (string, error) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		out, err := g.Output(ctx, "cat", path)
+		if err != nil {
+			return "", err
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, substr) {
+				return line, nil
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return "", fmt.Errorf("no line containing %q in %s after %v", substr, path, d)
+}

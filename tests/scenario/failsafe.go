@@ -1,0 +1,163 @@
+package scenario
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/ksu-project/ksu/pkg/initramfs"
+	"github.com/ksu-project/ksu/pkg/snapshot"
+	"github.com/ksu-project/ksu/qemu"
+)
+
+// SnapshotFiles are the files of a snapshot archive before they are
+// packed: the encoded header and the payload parts, in order. Tests damage
+// them to check how ksu-init handles a bad snapshot.
+type SnapshotFiles struct {
+	Header []byte   // nil leaves the header file out
+	Parts  [][]byte // contents of snapshot.000, snapshot.001, ...
+}
+
+// NewSnapshotFiles returns the files of a consistent archive that carries
+// payload in parts of partSize bytes, with hdr's Size and KernelRelease.
+// The payload need not be a snapshot stream: the archive checks only its
+// length and CRC-32C.
+func NewSnapshotFiles(hdr snapshot.ArchiveHeader, payload []byte, partSize int) (SnapshotFiles, error) {
+	var files SnapshotFiles
+	for off := 0; off < len(payload) || len(files.Parts) == 0; off += partSize {
+		files.Parts = append(files.Parts, payload[off:min(off+partSize, len(payload))])
+	}
+	hdr.Version = snapshot.ArchiveVersion
+	hdr.CompressedSize = uint64(len(payload))
+	hdr.PartSize = uint64(partSize)
+	hdr.Parts = uint32(len(files.Parts))
+	hdr.Checksum = crc32.Checksum(payload, crc32.MakeTable(crc32.Castagnoli))
+	b, err := hdr.MarshalBinary()
+	if err != nil {
+		return files, fmt.Errorf("encode archive header %+v: %w", hdr, err)
+	}
+	files.Header = b
+	return files, nil
+}
+
+// CPIO packs the files as a newc archive in initramfs.SnapshotDir, as
+// ksu update appends it to the initramfs.
+func (f SnapshotFiles) CPIO() ([]byte, error) {
+	dir := strings.TrimPrefix(initramfs.SnapshotDir, "/")
+	recs := []cpio.Record{cpio.Directory(dir, 0o700)}
+	for i, p := range f.Parts {
+		recs = append(recs, cpio.StaticFile(path.Join(dir, snapshot.PartName(i)), string(p), 0o600))
+	}
+	if f.Header != nil {
+		recs = append(recs, cpio.StaticFile(path.Join(dir, snapshot.HeaderName), string(f.Header), 0o600))
+	}
+	var buf bytes.Buffer
+	w := cpio.Newc.Writer(&buf)
+	if err := cpio.WriteRecords(w, recs); err != nil {
+		return nil, fmt.Errorf("write snapshot cpio: %w", err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		return nil, fmt.Errorf("write snapshot cpio trailer: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// BootWithSnapshot boots release rel directly, with its first-boot
+// initramfs followed by the archive, as if ksu update had kexeced into
+// it, and waits until the guest agent responds. The caller closes the
+// guest; on error the guest, if started, is returned too, for its log.
+func BootWithSnapshot(ctx context.Context, im Images, rel, workDir string, archive []byte) (*qemu.Guest, error) {
+	initrd := filepath.Join(workDir, "initrd-snapshot.cpio")
+	if err := concatFiles(initrd, im.Initrd(rel), archive); err != nil {
+		return nil, err
+	}
+	cfg := im.GuestConfig(rel, workDir)
+	cfg.Initrd = initrd
+	g, err := qemu.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := g.WaitAgent(ctx); err != nil {
+		return g, fmt.Errorf("boot %s with a snapshot archive: %w", rel, err)
+	}
+	return g, nil
+}
+
+// concatFiles writes the file first followed by rest to path.
+func concatFiles(path, first string, rest []byte) error {
+	src, err := os.Open(first)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return fmt.Errorf("copy %s to %s: %w", first, path, err)
+	}
+	if _, err := dst.Write(rest); err != nil {
+		dst.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return dst.Close()
+}
+
+// ProcessState returns the state letter of process pid in the guest, as
+// /proc/PID/stat shows it: R, S, D, T (stopped), t (traced), Z...
+func ProcessState(ctx context.Context, g *qemu.Guest, pid int) (byte, error) {
+	out, err := g.Output(ctx, "cat", fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name in brackets may contain spaces and ")".
+	i := bytes.LastIndexByte(out, ')')
+	if i < 0 || i+2 >= len(out) {
+		return 0, fmt.Errorf("parse /proc/%d/stat: no state after the command name in %q", pid, out)
+	}
+	return out[i+2], nil
+}
+
+// WaitNotStopped polls process pid for at most d until its state is
+// neither T (stopped) nor t (traced), and returns the last state seen.
+func WaitNotStopped(ctx context.Context, g *qemu.Guest, pid int, d time.Duration) (byte, error) {
+	deadline := time.Now().Add(d)
+	for {
+		state, err := ProcessState(ctx, g, pid)
+		if err != nil {
+			return 0, err
+		}
+		if state != 'T' && state != 't' {
+			return state, nil
+		}
+		if time.Now().After(deadline) {
+			return state, fmt.Errorf("process %d still in state %c after %v", pid, state, d)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// CheckRootWritable writes and syncs a file on the guest's root disk
+// with a time limit, which fails rather than hangs if the filesystem
+// is still frozen.
+func CheckRootWritable(ctx context.Context, g *qemu.Guest) error {
+	res, err := g.Run(ctx, "timeout", "20", "sh", "-c", "echo probe > /var/tmp/ksu-failsafe-probe && sync -f /var/tmp/ksu-failsafe-probe")
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("write to the root disk failed or timed out (exit %d): %s", res.ExitCode, res.Stderr)
+	}
+	return nil
+}
