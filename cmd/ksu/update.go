@@ -116,6 +116,13 @@ func update(o updateOptions) error {
 		return err
 	}
 	defer initrd.Close()
+	// From the freeze on, a SIGKILL would leave the processes stopped;
+	// the guard resumes them if this process dies before disarming it.
+	guard, err := startGuard(o.pids)
+	if err != nil {
+		return err
+	}
+	defer guard.disarm()
 	var dry *dryRun
 	if o.dryRun && len(o.pids) > 0 {
 		if dry, err = dumpDryRun(initrd, o.pids, log); err != nil {

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ksu-project/ksu/pkg/kexec"
+)
+
+// guardEnv carries the preserved roots, comma-separated, to the resume
+// guard: ksu started with it set runs as the guard and nothing else.
+const guardEnv = "KSU_RESUME_GUARD"
+
+// guardDisarm is the byte ksu update writes to the guard's pipe when it
+// has cleaned up itself and the guard must do nothing.
+const guardDisarm = 'd'
+
+// A process killed with SIGKILL runs no cleanup. If ksu update dies that
+// way between the dump and the kexec, its processes stay stopped by the
+// dump's SIGSTOP, its filesystems stay frozen and the new kernel stays
+// loaded. The resume guard is a child of ksu update, in its own process
+// group, that waits on a pipe whose only writer is ksu update. End of
+// file means that ksu update is gone without disarming it, so the guard
+// undoes what ksu update may have left.
+func init() {
+	if roots := os.Getenv(guardEnv); roots != "" {
+		os.Exit(runGuard(roots, os.NewFile(3, "resume guard pipe"), cleanUpSwitch))
+	}
+}
+
+// resumeGuard is a started guard.
+type resumeGuard struct {
+	cmd  *exec.Cmd
+	pipe *os.File
+}
+
+// startGuard starts the resume guard for the trees rooted at roots.
+func startGuard(roots []int) (*resumeGuard, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("create resume guard pipe: %w", err)
+	}
+	defer r.Close()
+	list := make([]string, 0, len(roots)+1)
+	list = append(list, "0") // keeps the variable non-empty when no tree is preserved
+	for _, pid := range roots {
+		list = append(list, strconv.Itoa(pid))
+	}
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), guardEnv+"="+strings.Join(list, ","))
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = []*os.File{r}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("start resume guard: %w", err)
+	}
+	return &resumeGuard{cmd: cmd, pipe: w}, nil
+}
+
+// disarm writes guardDisarm to the guard, because ksu update cleaned up
+// itself, and waits for the guard to exit.
+func (g *resumeGuard) disarm() {
+	_, _ = g.pipe.Write([]byte{guardDisarm})
+	g.pipe.Close()
+	_ = g.cmd.Wait()
+}
+
+// runGuard waits until pipe reaches end of file or carries guardDisarm.
+// At end of file it calls cleanUp with the pids in roots. It returns the
+// exit status.
+func runGuard(roots string, pipe *os.File, cleanUp func(roots []int) error) int {
+	var b [1]byte
+	n, err := pipe.Read(b[:])
+	if n == 1 && b[0] == guardDisarm {
+		return 0
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintf(os.Stderr, "ksu resume guard: read pipe: %v; cleaning up\n", err)
+	}
+	var pids []int
+	for _, s := range strings.Split(roots, ",") {
+		if pid, err := strconv.Atoi(s); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	if err := cleanUp(pids); err != nil {
+		newSwitchLog().Printf("resume guard: ksu update exited before the kexec without cleaning up; cleanup failed: %v", err)
+		return 1
+	}
+	newSwitchLog().Printf("resume guard: ksu update exited before the kexec without cleaning up; "+
+		"thawed filesystems, unloaded the kexec kernel, resumed the trees of processes %v", pids)
+	return 0
+}
+
+// cleanUpSwitch thaws the writable block filesystems, unloads the kexec
+// kernel and resumes the trees rooted at roots. It thaws first, because
+// the log may go to a file on a frozen filesystem.
+func cleanUpSwitch(roots []int) error {
+	return errors.Join(thawAll(), unloadIfLoaded(), resumeTrees(roots))
+}
+
+// thawAll thaws every writable block filesystem. Thawing one that is not
+// frozen fails with EINVAL, which is ignored.
+func thawAll() error {
+	mounts, err := writableBlockMounts()
+	if err != nil {
+		return err
+	}
+	var errs error
+	for _, m := range mounts {
+		f, err := os.Open(m)
+		if err != nil {
+			errs = errors.Join(errs, fmt.Errorf("open %s to thaw it: %w", m, err))
+			continue
+		}
+		if err := unix.IoctlSetInt(int(f.Fd()), ioctlFITHAW, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = errors.Join(errs, fmt.Errorf("thaw %s: %w", m, err))
+		}
+		f.Close()
+	}
+	return errs
+}
+
+// ioctlFITHAW is FITHAW, _IOWR('X', 120, int), from linux/fs.h.
+const ioctlFITHAW = 0xc0045878
+
+// unloadIfLoaded unloads the kexec kernel if one is loaded.
+func unloadIfLoaded() error {
+	b, err := os.ReadFile("/sys/kernel/kexec_loaded")
+	if err == nil && strings.TrimSpace(string(b)) == "0" {
+		return nil
+	}
+	return kexec.Unload()
+}
