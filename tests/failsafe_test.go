@@ -181,13 +181,13 @@ func updateFaults(newKernel string) []updateFault {
 		failAt("compress", "freeze and dump"),
 		failAt("load", "load, kernel unloaded and processes resumed"),
 		failAt("sync", "sync, filesystems thawed"),
-		{name: "kernel not a kernel", kernel: "/etc/hostname", want: `/etc/hostname`},
+		{name: "kernel not a kernel", kernel: "/etc/hostname", want: `phase check.*/etc/hostname: not an x86-64 bzImage`},
 	}
 }
 
 // TestIntegrationUpdateFailsafe makes ksu update --pid fail at each phase
-// boundary before the kexec, and once by a SIGKILL in the middle of the
-// dump, in one guest. Each time the preserved process must run on, not
+// boundary before the kexec, and by a SIGKILL at three of them, in one
+// guest. Each time the preserved process must run on, not
 // stopped, and pass its self-check. The root must be writable and no
 // kexec kernel may stay loaded.
 func TestIntegrationUpdateFailsafe(t *testing.T) {
@@ -219,40 +219,60 @@ func TestIntegrationUpdateFailsafe(t *testing.T) {
 			checkNothingChanged(t, ctx, g, clock)
 		})
 	}
-	t.Run("ksu killed during dump", func(t *testing.T) {
-		clock := startClock(t, ctx, g, "failsafe-kill", clockPath)
-		argv := []string{"/usr/sbin/ksu", "update", "--kernel", newKernel, "--yes", "--pid", strconv.Itoa(clock.PID)}
-		p, err := g.SpawnCmd(ctx, qemu.Cmd{Argv: argv, Env: []string{"KSU_FAILPOINT=freeze:pause"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pauseLine, err := waitGuestLog(ctx, g, p.Log, "failpoint freeze: pausing", time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("ksu update: %s", pauseLine)
-		_, pidText, _ := strings.Cut(pauseLine, ", pid ")
-		ksuPID, err := strconv.Atoi(strings.TrimSpace(pidText))
-		if err != nil {
-			t.Fatalf("parse ksu's pid in %q: %v", pauseLine, err)
-		}
-		state, err := scenario.ProcessState(ctx, g, clock.PID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("process %d state while ksu %d pauses in the dump: %c", clock.PID, ksuPID, state)
-		if state != 't' && state != 'T' {
-			t.Errorf("process %d state %c while ksu pauses in the dump, want it stopped (t or T)", clock.PID, state)
-		}
-		res, err := g.Run(ctx, "kill", "-KILL", strconv.Itoa(ksuPID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.ExitCode != 0 {
-			t.Fatalf("kill -KILL %d: %s", ksuPID, res.Stderr)
-		}
-		checkNothingChanged(t, ctx, g, clock)
-	})
+	// A SIGKILL runs no cleanup in ksu; its resume guard must do it. A
+	// kill at "freeze" hits the dump with the processes traced; at
+	// "compress" and "load" they are stopped by the dump's SIGSTOP, and
+	// at "load" a kernel is loaded too.
+	for _, point := range []string{"freeze", "compress", "load"} {
+		t.Run("ksu killed at "+point, func(t *testing.T) {
+			testKilledUpdate(t, ctx, g, clockPath, newKernel, point)
+		})
+	}
+}
+
+// testKilledUpdate pauses ksu update at failpoint point, kills it with
+// SIGKILL and checks that nothing changed.
+func testKilledUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clockPath, kernel, point string) {
+	clock := startClock(t, ctx, g, "failsafe-kill-"+point, clockPath)
+	argv := []string{"/usr/sbin/ksu", "update", "--kernel", kernel, "--yes", "--pid", strconv.Itoa(clock.PID)}
+	p, err := g.SpawnCmd(ctx, qemu.Cmd{Argv: argv, Env: []string{"KSU_FAILPOINT=" + point + ":pause"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pauseLine, err := waitGuestLog(ctx, g, p.Log, "failpoint "+point+": pausing", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ksu update: %s", pauseLine)
+	_, pidText, _ := strings.Cut(pauseLine, ", pid ")
+	ksuPID, err := strconv.Atoi(strings.TrimSpace(pidText))
+	if err != nil {
+		t.Fatalf("parse ksu's pid in %q: %v", pauseLine, err)
+	}
+
+	state, err := scenario.ProcessState(ctx, g, clock.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("process %d state while ksu %d pauses at %s: %c", clock.PID, ksuPID, point, state)
+	if state != 't' && state != 'T' {
+		t.Errorf("process %d state %c while ksu pauses at %s, want it stopped (t or T)", clock.PID, state, point)
+	}
+	res, err := g.Run(ctx, "kill", "-KILL", strconv.Itoa(ksuPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 0 {
+		t.Fatalf("kill -KILL %d: %s", ksuPID, res.Stderr)
+	}
+
+	guardLine, err := waitGuestLog(ctx, g, p.Log, "resume guard:", 30*time.Second)
+	if err != nil {
+		t.Error(err)
+	} else {
+		t.Logf("ksu update: %s", guardLine)
+	}
+	checkNothingChanged(t, ctx, g, clock)
 }
 
 // startClock starts the clock program as a preserved workload named name

@@ -92,7 +92,7 @@ func update(o updateOptions) error {
 	tl.Begin(phase.Check)
 	img, err := checkUpdate(o)
 	if err != nil {
-		return err
+		return fmt.Errorf("phase check, nothing was changed: %w", err)
 	}
 	if err := checkTrees(o.pids); err != nil {
 		return err
