@@ -158,11 +158,15 @@ func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
 	return nil
 }
 
-// resumeTrees sends SIGCONT to every process of the trees rooted at
-// roots, which the dump left stopped, so that they run on after a
-// failed switch.
+// resumeTrees gives back the TCP connections of every process of the
+// trees rooted at roots and sends it SIGCONT: the dump left them stopped,
+// with their connections in repair mode, and after a failed switch they
+// run on.
 func resumeTrees(roots []int) error {
 	pids, err := listTrees(roots)
+	// Connections first: a process must not run while its sockets are
+	// still in repair mode behind the packet drop.
+	err = errors.Join(err, dump.ReleaseConnections(pids))
 	for _, pid := range pids {
 		if kerr := unix.Kill(pid, unix.SIGCONT); kerr != nil && !errors.Is(kerr, unix.ESRCH) {
 			err = errors.Join(err, fmt.Errorf("resume process %d: %w", pid, kerr))
