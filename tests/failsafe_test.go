@@ -186,7 +186,7 @@ func updateFaults(newKernel string) []updateFault {
 }
 
 // TestIntegrationUpdateFailsafe makes ksu update --pid fail at each phase
-// boundary before the kexec, and by a SIGKILL at three of them, in one
+// boundary before the kexec, and by a SIGKILL at four of them, in one
 // guest. Each time the preserved process must run on, not
 // stopped, and pass its self-check. The root must be writable and no
 // kexec kernel may stay loaded.
@@ -219,11 +219,11 @@ func TestIntegrationUpdateFailsafe(t *testing.T) {
 			checkNothingChanged(t, ctx, g, clock)
 		})
 	}
-	// A SIGKILL runs no cleanup in ksu; its resume guard must do it. A
-	// kill at "freeze" hits the dump with the processes traced; at
-	// "compress" and "load" they are stopped by the dump's SIGSTOP, and
-	// at "load" a kernel is loaded too.
-	for _, point := range []string{"freeze", "compress", "load"} {
+	// A SIGKILL runs no cleanup in ksu, so its resume guard must do it.
+	// A kill at "freeze" hits the dump with the processes traced. From
+	// "compress" on they are stopped by the dump's SIGSTOP, from "load"
+	// on a kernel is loaded, and at "sync" the root is frozen too.
+	for _, point := range []string{"freeze", "compress", "load", "sync"} {
 		t.Run("ksu killed at "+point, func(t *testing.T) {
 			testKilledUpdate(t, ctx, g, clockPath, newKernel, point)
 		})
@@ -235,19 +235,24 @@ func TestIntegrationUpdateFailsafe(t *testing.T) {
 func testKilledUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clockPath, kernel, point string) {
 	clock := startClock(t, ctx, g, "failsafe-kill-"+point, clockPath)
 	argv := []string{"/usr/sbin/ksu", "update", "--kernel", kernel, "--yes", "--pid", strconv.Itoa(clock.PID)}
+	from := g.Mark()
 	p, err := g.SpawnCmd(ctx, qemu.Cmd{Argv: argv, Env: []string{"KSU_FAILPOINT=" + point + ":pause"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pauseLine, err := waitGuestLog(ctx, g, p.Log, "failpoint "+point+": pausing", time.Minute)
+	// The failpoint logs to the kernel log, which the console shows,
+	// because at "sync" a write to the spawn log would block.
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	pauseRE := regexp.MustCompile(`failpoint ` + point + `: pausing for \S+, pid (\d+)`)
+	pauseLine, err := g.WaitConsoleFrom(wctx, from, pauseRE)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("wait for ksu update to pause at %s: %v", point, err)
 	}
-	t.Logf("ksu update: %s", pauseLine)
-	_, pidText, _ := strings.Cut(pauseLine, ", pid ")
-	ksuPID, err := strconv.Atoi(strings.TrimSpace(pidText))
+	t.Logf("console: %s", pauseLine.Text)
+	ksuPID, err := strconv.Atoi(pauseRE.FindStringSubmatch(pauseLine.Text)[1])
 	if err != nil {
-		t.Fatalf("parse ksu's pid in %q: %v", pauseLine, err)
+		t.Fatalf("parse ksu's pid in %q: %v", pauseLine.Text, err)
 	}
 
 	state, err := scenario.ProcessState(ctx, g, clock.PID)

@@ -97,7 +97,7 @@ func runGuard(roots string, pipe *os.File, cleanUp func(roots []int) error) int 
 		return 1
 	}
 	newSwitchLog().Printf("resume guard: ksu update exited before the kexec without cleaning up; "+
-		"thawed filesystems, unloaded the kexec kernel, resumed the trees of processes %v", pids)
+		"thawed filesystems, unloaded any kexec kernel, resumed the trees of processes %v", pids)
 	return 0
 }
 

@@ -2,8 +2,9 @@
 // tests only. A test sets the environment variable KSU_FAILPOINT to the
 // name of one point, and the program's Check call at that point returns
 // an error instead of nil. With the suffix ":pause" (KSU_FAILPOINT=NAME:pause)
-// Check first prints a line to stderr and sleeps, so that a test can
-// kill the program at that point, then returns the error.
+// Check first logs a line with the process's pid to the kernel log and
+// sleeps, so that a test can kill the program at that point, then
+// returns the error.
 //
 // Production code calls Check at phase boundaries where a failure must
 // leave the machine as it was. With KSU_FAILPOINT unset, Check costs one
@@ -40,8 +41,24 @@ func Check(name string) error {
 		return nil
 	}
 	if mode == "pause" {
-		fmt.Fprintf(os.Stderr, "failpoint %s: pausing for %v, pid %d\n", name, PauseTime, os.Getpid())
+		announce(fmt.Sprintf("failpoint %s: pausing for %v, pid %d", name, PauseTime, os.Getpid()))
 		time.Sleep(PauseTime)
 	}
 	return &Error{Name: name}
+}
+
+// announce writes msg to the kernel log, at notice level, or to stderr if
+// /dev/kmsg cannot be opened. The kernel log comes first because stderr
+// may be a file on a filesystem that the program froze, where a write
+// blocks until the thaw.
+func announce(msg string) {
+	f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, msg)
+		return
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "<5>%s\n", msg); err != nil {
+		fmt.Fprintln(os.Stderr, msg)
+	}
 }
