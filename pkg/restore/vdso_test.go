@@ -1,12 +1,14 @@
 package restore
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ksu-project/ksu/pkg/procfs"
 	"github.com/ksu-project/ksu/pkg/snapshot"
+	"github.com/ksu-project/ksu/pkg/vdso"
 )
 
 func TestVvarBefore(t *testing.T) {
@@ -32,9 +34,9 @@ func TestVvarBefore(t *testing.T) {
 		}, 0},
 	}
 	for _, tt := range tests {
-		vdso := tt.maps[len(tt.maps)-1].Start
-		if got := vvarBefore(tt.maps, vdso); got != tt.want {
-			t.Errorf("%s: vvarBefore(maps, %#x) = %#x, want %#x", tt.name, vdso, got, tt.want)
+		start := tt.maps[len(tt.maps)-1].Start
+		if got := vvarBefore(tt.maps, start); got != tt.want {
+			t.Errorf("%s: vvarBefore(maps, %#x) = %#x, want %#x", tt.name, start, got, tt.want)
 		}
 	}
 }
@@ -81,5 +83,43 @@ func TestBusyRangesLeaveVvarFree(t *testing.T) {
 	want := [][2]uint64{{0x10000, 0x20000}, {0x1000000, 0x1001000}, {0x8006000, 0x8008000}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("busyRanges mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestNewVDSOSwitch(t *testing.T) {
+	self, _, err := vdso.ReadSelf()
+	if err != nil {
+		t.Skipf("skipping: this process has no readable vDSO: %v", err)
+	}
+	rel := runningRelease()
+	tests := []struct {
+		name    string
+		meta    snapshot.Meta
+		want    vdso.Strategy
+		wantErr string
+	}{
+		{"same image", snapshot.Meta{KernelRelease: "other", VDSO: self}, vdso.Remap, ""},
+		{"no image, same release", snapshot.Meta{KernelRelease: rel}, vdso.Remap, ""},
+		{"no image, other release", snapshot.Meta{KernelRelease: "0.0-other"}, 0, "records no vDSO image"},
+		{"truncated image", snapshot.Meta{KernelRelease: rel, VDSO: self[:64]}, 0, "snapshot's vDSO"},
+	}
+	for _, tt := range tests {
+		sw, err := newVDSOSwitch(tt.meta)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: newVDSOSwitch() error = %v, want one containing %q", tt.name, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: newVDSOSwitch() error = %v", tt.name, err)
+			continue
+		}
+		if sw.plan.Strategy != tt.want {
+			t.Errorf("%s: newVDSOSwitch() strategy = %v, want %v", tt.name, sw.plan.Strategy, tt.want)
+		}
+		if sw.size == 0 || sw.vvarSize == 0 {
+			t.Errorf("%s: newVDSOSwitch() sizes vdso %d, vvar %d, want both set", tt.name, sw.size, sw.vvarSize)
+		}
 	}
 }
