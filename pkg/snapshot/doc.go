@@ -195,6 +195,26 @@
 //	   8  hostname         string
 //	   9  producer         string
 //	  10  vdso             bytes
+//	  11  links            repeated Link
+//	  12  routes           repeated Route
+//
+//	Link
+//	   1  name             string
+//	   2  mac              bytes
+//	   3  mtu              uint32
+//	   4  up               bool
+//	   5  addrs            repeated Addr
+//
+//	Addr
+//	   1  prefix           string
+//
+//	Route
+//	   1  dst              string
+//	   2  gateway          string
+//	   3  link             string
+//	   4  src              string
+//	   5  priority         uint32
+//	   6  scope            uint8
 //
 //	End
 //	   1  sections         uint64

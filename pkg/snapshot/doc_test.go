@@ -12,7 +12,7 @@ type describer interface{ describe() string }
 // allSchemas lists every record schema in the order doc.go documents
 // them.
 var allSchemas = []describer{
-	metaSchema, endSchema,
+	metaSchema, linkSchema, addrSchema, routeSchema, endSchema,
 	processSchema, threadSchema, regsSchema, rseqSchema, robustListSchema, sigAltStackSchema, syscallSchema,
 	sigactionSchema, siginfoSchema, itimerSchema, posixTimerSchema, fdSchema, identitySchema, rlimitSchema,
 	mmSchema, vmaSchema, fileRefSchema, sharedMemorySchema, pagesSchema, pageRangeSchema,

@@ -16,6 +16,29 @@ var metaSchema = newSchema("Meta",
 	stringField(8, "hostname", func(m *Meta) *string { return &m.Hostname }),
 	stringField(9, "producer", func(m *Meta) *string { return &m.Producer }),
 	bytesField(10, "vdso", func(m *Meta) *[]byte { return &m.VDSO }),
+	repeatedField(11, "links", func(m *Meta) *[]Link { return &m.Links }, linkSchema, maxLinks),
+	repeatedField(12, "routes", func(m *Meta) *[]Route { return &m.Routes }, routeSchema, maxRoutes),
+)
+
+var linkSchema = newSchema("Link",
+	stringField(1, "name", func(l *Link) *string { return &l.Name }),
+	bytesField(2, "mac", func(l *Link) *[]byte { return &l.MAC }),
+	uintField(3, "mtu", func(l *Link) *uint32 { return &l.MTU }),
+	boolField(4, "up", func(l *Link) *bool { return &l.Up }),
+	repeatedField(5, "addrs", func(l *Link) *[]Addr { return &l.Addrs }, addrSchema, maxAddrs),
+)
+
+var addrSchema = newSchema("Addr",
+	stringField(1, "prefix", func(a *Addr) *string { return &a.Prefix }),
+)
+
+var routeSchema = newSchema("Route",
+	stringField(1, "dst", func(r *Route) *string { return &r.Dst }),
+	stringField(2, "gateway", func(r *Route) *string { return &r.Gateway }),
+	stringField(3, "link", func(r *Route) *string { return &r.Link }),
+	stringField(4, "src", func(r *Route) *string { return &r.Src }),
+	uintField(5, "priority", func(r *Route) *uint32 { return &r.Priority }),
+	uintField(6, "scope", func(r *Route) *uint8 { return &r.Scope }),
 )
 
 var endSchema = newSchema("End",

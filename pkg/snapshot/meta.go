@@ -20,6 +20,37 @@ type Meta struct {
 	// The restore compares it with the running kernel's vDSO. It is
 	// empty when that kernel maps no vDSO.
 	VDSO []byte
+	// Links and Routes are the network configuration of the dumped
+	// processes' network namespace, which the new kernel's ksu-init
+	// applies before the restore so that rebuilt sockets find their
+	// local addresses.
+	Links  []Link
+	Routes []Route
+}
+
+// Link is one network interface. The new kernel may name its devices
+// differently, so ksu-init finds each link by its MAC address.
+type Link struct {
+	Name  string   // interface name, as ip link prints it ("eth0")
+	MAC   []byte   // hardware address; empty for loopback
+	MTU   uint32   // in bytes
+	Up    bool     // administratively up (IFF_UP)
+	Addrs []Addr
+}
+
+// Addr is one address of a link.
+type Addr struct {
+	Prefix string // address and prefix length in CIDR notation ("10.0.2.15/24")
+}
+
+// Route is one route of the main routing table.
+type Route struct {
+	Dst      string // destination in CIDR notation; empty for the default route
+	Gateway  string // next hop address; empty for a directly connected route
+	Link     string // name of the output interface
+	Src      string // preferred source address; may be empty
+	Priority uint32 // metric
+	Scope    uint8  // rtm_scope: 0 universe, 253 link, 254 host
 }
 
 // end is the payload of the last section. Its counts let a reader tell a

@@ -174,6 +174,15 @@ func testMeta() *Meta {
 		Hostname:      "guest",
 		Producer:      "ksu test",
 		VDSO:          []byte("\x7fELF\x02\x01\x01 vdso image"),
+		Links: []Link{
+			{Name: "lo", MTU: 65536, Up: true, Addrs: []Addr{{Prefix: "127.0.0.1/8"}, {Prefix: "::1/128"}}},
+			{Name: "eth0", MAC: []byte{0x52, 0x54, 0, 0x12, 0x34, 0x56}, MTU: 1500, Up: true,
+				Addrs: []Addr{{Prefix: "10.0.2.15/24"}}},
+		},
+		Routes: []Route{
+			{Gateway: "10.0.2.2", Link: "eth0", Priority: 100},
+			{Dst: "10.0.2.0/24", Link: "eth0", Src: "10.0.2.15", Scope: 253},
+		},
 	}
 }
 

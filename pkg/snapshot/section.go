@@ -48,6 +48,9 @@ const (
 	maxEpollTargets = 1 << 20
 	maxSockOpts     = 1 << 10
 	maxMessages     = 1 << 16 // messages per socket queue
+	maxLinks        = 1 << 12 // network interfaces in Meta
+	maxAddrs        = 1 << 12 // addresses per network interface
+	maxRoutes       = 1 << 16 // routes in Meta
 	maxMessageFiles = 1 << 10 // descriptors in flight per message
 	maxPendingConns = 1 << 16 // connections in a listening socket's accept queue
 )
