@@ -31,10 +31,10 @@ type Meta struct {
 // Link is one network interface. The new kernel may name its devices
 // differently, so ksu-init finds each link by its MAC address.
 type Link struct {
-	Name  string   // interface name, as ip link prints it ("eth0")
-	MAC   []byte   // hardware address; empty for loopback
-	MTU   uint32   // in bytes
-	Up    bool     // administratively up (IFF_UP)
+	Name  string // interface name, as ip link prints it ("eth0")
+	MAC   []byte // hardware address; empty for loopback
+	MTU   uint32 // in bytes
+	Up    bool   // administratively up (IFF_UP)
 	Addrs []Addr
 }
 
