@@ -187,9 +187,9 @@ func updateFaults(newKernel string) []updateFault {
 
 // TestIntegrationUpdateFailsafe makes ksu update --pid fail at each phase
 // boundary before the kexec, and by a SIGKILL at four of them, in one
-// guest. Each time the preserved process must run on, not
-// stopped, and pass its self-check. The root must be writable and no
-// kexec kernel may stay loaded.
+// guest. Each time the preserved process must run on, not stopped, and
+// pass its self-check. The root must be writable and no kexec kernel may
+// stay loaded.
 func TestIntegrationUpdateFailsafe(t *testing.T) {
 	im := findImages(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -200,25 +200,14 @@ func TestIntegrationUpdateFailsafe(t *testing.T) {
 		t.Fatal(err)
 	}
 	newKernel := "/boot/vmlinuz-" + im.NewRelease
+
 	for i, tt := range updateFaults(newKernel) {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := startClock(t, ctx, g, fmt.Sprintf("failsafe-%d", i), clockPath)
-			kernel := cmp.Or(tt.kernel, newKernel)
-			argv := []string{"/usr/sbin/ksu", "update", "--kernel", kernel, "--yes", "--pid", strconv.Itoa(clock.PID)}
-			res, err := g.Exec(ctx, qemu.Cmd{Argv: argv, Env: tt.env})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("ksu update: exit %d, stderr: %s", res.ExitCode, bytes.TrimSpace(res.Stderr))
-			if res.ExitCode == 0 {
-				t.Errorf("ksu update with %v exited 0, want a failure", tt.env)
-			}
-			if !regexp.MustCompile(tt.want).Match(res.Stderr) {
-				t.Errorf("ksu update stderr %q, want a match for %q", res.Stderr, tt.want)
-			}
-			checkNothingChanged(t, ctx, g, clock)
+			testFailedUpdate(t, ctx, g, clock, cmp.Or(tt.kernel, newKernel), tt)
 		})
 	}
+
 	// A SIGKILL runs no cleanup in ksu, so its resume guard must do it.
 	// A kill at "freeze" hits the dump with the processes traced. From
 	// "compress" on they are stopped by the dump's SIGSTOP, from "load"
@@ -228,6 +217,24 @@ func TestIntegrationUpdateFailsafe(t *testing.T) {
 			testKilledUpdate(t, ctx, g, clockPath, newKernel, point)
 		})
 	}
+}
+
+// testFailedUpdate runs ksu update on clock with fault f, checks its
+// error and checks that nothing changed.
+func testFailedUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clock scenario.Preserved, kernel string, f updateFault) {
+	argv := []string{"/usr/sbin/ksu", "update", "--kernel", kernel, "--yes", "--pid", strconv.Itoa(clock.PID)}
+	res, err := g.Exec(ctx, qemu.Cmd{Argv: argv, Env: f.env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ksu update: exit %d, stderr: %s", res.ExitCode, bytes.TrimSpace(res.Stderr))
+	if res.ExitCode == 0 {
+		t.Errorf("ksu update with %v exited 0, want a failure", f.env)
+	}
+	if !regexp.MustCompile(f.want).Match(res.Stderr) {
+		t.Errorf("ksu update stderr %q, want a match for %q", res.Stderr, f.want)
+	}
+	checkNothingChanged(t, ctx, g, clock)
 }
 
 // testKilledUpdate pauses ksu update at failpoint point, kills it with
