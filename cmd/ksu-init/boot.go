@@ -24,6 +24,7 @@ const (
 	stageEarly   = phase.Early
 	stageModules = phase.Modules
 	stageRoot    = phase.Mount
+	stageNetwork = phase.Network
 	stageRestore = phase.Restore
 	stageHandoff = phase.Handoff
 )
@@ -53,6 +54,7 @@ func (b *boot) stages() []stage {
 		{stageEarly, (*boot).mountEarly},
 		{stageModules, (*boot).loadModules},
 		{stageRoot, (*boot).mountRoot},
+		{stageNetwork, (*boot).bringUpNetwork},
 		{stageRestore, (*boot).restore},
 		{stageHandoff, (*boot).handoff},
 	}

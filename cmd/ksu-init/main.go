@@ -8,6 +8,8 @@
 //	early    devtmpfs on /dev, proc, sysfs, tmpfs on /run; open the kernel log
 //	modules  load /lib/modules/$(uname -r)/ksu-modules.load with finit_module
 //	mount    find root= (waiting up to ksu.rootwait= seconds) and mount it
+//	network  bring back the snapshot's links, addresses and routes, and
+//	         drop the packets of its TCP connections until the restore
 //	restore  recreate the processes of the snapshot, if any, in a child
 //	         (/init ksu-restorer) and write /run/ksu/report.json
 //	handoff  move /dev, /proc, /sys, /run into the root, switch_root, exec init

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ksu-project/ksu/pkg/initramfs"
 	"github.com/ksu-project/ksu/pkg/klog"
+	"github.com/ksu-project/ksu/pkg/netlock"
 	"github.com/ksu-project/ksu/pkg/phase"
 	"github.com/ksu-project/ksu/pkg/snapshot"
 )
@@ -62,6 +63,11 @@ func (b *boot) restoreProcesses(hdr snapshot.ArchiveHeader) {
 	mountCgroup2(b.log)
 	start := time.Now()
 	res, err := b.runRestorer()
+	// The restorer lifts the drop of the network stage once the sockets
+	// are rebuilt; after a failed restore nothing else would.
+	if uerr := netlock.Unlock(); uerr != nil {
+		b.log.Logf(klog.LevelErr, "%v", uerr)
+	}
 	rep := report{Kernel: runningRelease(), SnapshotKernel: hdr.KernelRelease, Phases: b.timeline.Spans}
 	if err == nil && !res.Restored {
 		err = fmt.Errorf("%s", res.Error)

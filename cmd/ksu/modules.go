@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -32,12 +33,26 @@ func appendModules(w io.Writer, dir, release string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	mods, err := idx.Resolve(names, aliases)
+	mods, err := idx.Resolve(append(names, networkModules...), aliases)
+	if errors.Is(err, initramfs.ErrUnknownModule) {
+		// Limitation: a kernel without nf_tables boots without the
+		// packet drop, so a peer's retransmission that arrives before
+		// the restore gets a reset and the connection is lost.
+		fmt.Fprintf(os.Stderr, "ksu: kernel %s has no nf_tables, preserved connections may be reset: %v\n", release, err)
+		mods, err = idx.Resolve(names, aliases)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("resolve modules of kernel %s: %w", release, err)
 	}
 	return len(mods), initramfs.WriteModulesArchive(w, release, mods...)
 }
+
+// networkModules are the modules ksu-init needs to drop the packets of
+// preserved TCP connections until the restore rebuilds their sockets
+// (see pkg/netlock). nf_tables brings its own dependencies (nfnetlink)
+// and holds the inet family, the filter chain type and the payload,
+// meta and cmp expressions that the drop rules use.
+var networkModules = []string{"nf_tables"}
 
 // rootFSModules returns the module name of the root filesystem's type.
 func rootFSModules() ([]string, error) {

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ksu-project/ksu/pkg/netconf"
 	"github.com/ksu-project/ksu/pkg/ptrace"
 	"github.com/ksu-project/ksu/pkg/snapshot"
 )
@@ -208,6 +209,10 @@ func readMeta(producer string) (*snapshot.Meta, error) {
 	if err != nil {
 		return nil, err
 	}
+	links, routes, err := netconf.Read()
+	if err != nil {
+		return nil, fmt.Errorf("read network configuration: %w", err)
+	}
 	return &snapshot.Meta{
 		KernelRelease: unix.ByteSliceToString(uts.Release[:]),
 		BootID:        string(trimNewline(bootID)),
@@ -219,6 +224,8 @@ func readMeta(producer string) (*snapshot.Meta, error) {
 		Hostname:      unix.ByteSliceToString(uts.Nodename[:]),
 		Producer:      producer,
 		VDSO:          image,
+		Links:         links,
+		Routes:        routes,
 	}, nil
 }
 
