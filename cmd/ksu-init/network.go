@@ -25,8 +25,8 @@ const linkWait = 5 * time.Second
 // bringUpNetwork applies the snapshot's links, addresses and routes and
 // drops the packets of its TCP connections until the restore rebuilds
 // their sockets and lifts the drop. Without the addresses the rebuilt
-// sockets cannot bind, and without the drop the new kernel answers the
-// peers' retransmissions with resets. Failures are logged, not returned:
+// sockets cannot bind, and without the drop the new kernel sends resets
+// in reply to the peers' retransmissions. Failures are logged, not returned:
 // the restore then reports the connections it could not rebuild, and the
 // boot goes on.
 func (b *boot) bringUpNetwork() error {

@@ -3,7 +3,7 @@
 // it again on another kernel, where the same devices may come up under
 // other names.
 //
-// ksu update records the configuration in the snapshot's Meta; ksu-init
+// ksu update records the configuration in the snapshot's Meta. ksu-init
 // applies it before the restore, because a rebuilt TCP socket binds its
 // old local address and sends through the old route.
 //
