@@ -137,7 +137,8 @@ func addAddr(l netlink.Link, name string, sa snapshot.Addr) error {
 // applyRoute adds r, or replaces the route with the same destination,
 // table and metric.
 func applyRoute(r snapshot.Route) error {
-	route := netlink.Route{Table: unix.RT_TABLE_MAIN, Priority: int(r.Priority), Scope: netlink.Scope(r.Scope)}
+	route := netlink.Route{Table: unix.RT_TABLE_MAIN, Priority: int(r.Priority), Scope: netlink.Scope(r.Scope),
+		Protocol: netlink.RouteProtocol(r.Protocol)}
 	if r.Link != "" {
 		l, err := netlink.LinkByName(r.Link)
 		if err != nil {

@@ -87,7 +87,8 @@ func TestIntegrationApplyRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, dst, _ := net.ParseCIDR("10.78.0.0/24")
-	route := &netlink.Route{LinkIndex: lo.Attrs().Index, Dst: dst, Src: addr.IP, Scope: netlink.SCOPE_LINK, Priority: 7}
+	route := &netlink.Route{LinkIndex: lo.Attrs().Index, Dst: dst, Src: addr.IP, Scope: netlink.SCOPE_LINK, Priority: 7,
+		Protocol: unix.RTPROT_STATIC}
 	if err := netlink.RouteAdd(route); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,8 @@ func TestIntegrationApplyRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantRoute := snapshot.Route{Dst: "10.78.0.0/24", Link: "lo", Src: "10.77.0.1", Priority: 7, Scope: unix.RT_SCOPE_LINK}
+	wantRoute := snapshot.Route{Dst: "10.78.0.0/24", Link: "lo", Src: "10.77.0.1", Priority: 7, Scope: unix.RT_SCOPE_LINK,
+		Protocol: unix.RTPROT_STATIC}
 	if diff := cmp.Diff([]snapshot.Route{wantRoute}, routes); diff != "" {
 		t.Errorf("Read() routes (-want +got):\n%s", diff)
 	}

@@ -64,7 +64,8 @@ func readRoutes(names map[int]string) ([]snapshot.Route, error) {
 		if r.Protocol == unix.RTPROT_KERNEL || r.Type != unix.RTN_UNICAST || len(r.MultiPath) > 0 {
 			continue
 		}
-		sr := snapshot.Route{Link: names[r.LinkIndex], Priority: uint32(r.Priority), Scope: uint8(r.Scope)}
+		sr := snapshot.Route{Link: names[r.LinkIndex], Priority: uint32(r.Priority), Scope: uint8(r.Scope),
+			Protocol: uint8(r.Protocol)}
 		if r.Dst != nil {
 			sr.Dst = r.Dst.String()
 		}

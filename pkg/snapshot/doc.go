@@ -215,6 +215,7 @@
 //	   4  src              string
 //	   5  priority         uint32
 //	   6  scope            uint8
+//	   7  protocol         uint8
 //
 //	End
 //	   1  sections         uint64

@@ -39,6 +39,7 @@ var routeSchema = newSchema("Route",
 	stringField(4, "src", func(r *Route) *string { return &r.Src }),
 	uintField(5, "priority", func(r *Route) *uint32 { return &r.Priority }),
 	uintField(6, "scope", func(r *Route) *uint8 { return &r.Scope }),
+	uintField(7, "protocol", func(r *Route) *uint8 { return &r.Protocol }),
 )
 
 var endSchema = newSchema("End",

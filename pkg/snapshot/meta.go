@@ -51,6 +51,10 @@ type Route struct {
 	Src      string // preferred source address; may be empty
 	Priority uint32 // metric
 	Scope    uint8  // rtm_scope: 0 universe, 253 link, 254 host
+	// Protocol is rtm_protocol, the route's origin: 4 static, 16 dhcp.
+	// systemd-networkd's KeepConfiguration=static keeps only routes
+	// with protocol static, so the new kernel's routes keep it.
+	Protocol uint8
 }
 
 // end is the payload of the last section. Its counts let a reader tell a

@@ -180,7 +180,7 @@ func testMeta() *Meta {
 				Addrs: []Addr{{Prefix: "10.0.2.15/24"}}},
 		},
 		Routes: []Route{
-			{Gateway: "10.0.2.2", Link: "eth0", Priority: 100},
+			{Gateway: "10.0.2.2", Link: "eth0", Priority: 100, Protocol: 4},
 			{Dst: "10.0.2.0/24", Link: "eth0", Src: "10.0.2.15", Scope: 253},
 		},
 	}
