@@ -16,9 +16,9 @@ type Allowance struct {
 }
 
 // Allowed is the complete list of accepted differences. Compare applies
-// each one in normalize, except the new threads, which dropNewThreads
-// removes because it needs both captures, and reports any other
-// difference.
+// each one in normalize, except the two that need both captures (new
+// threads and all-blocked masks, see dropNewThreads and
+// keepTransientMasks), and reports any other difference.
 var Allowed = []Allowance{
 	{"stat start_time, CPU times, boot id, kernel release",
 		"not captured: the restored process is a new kernel task, and a kernel switch changes boot id and release"},
@@ -38,6 +38,8 @@ var Allowed = []Allowance{
 		"a program may start threads once it runs again (the Go runtime does); every thread of the capture before the dump must still be there"},
 	{"where an anonymous read-write mapping ends and the PROT_NONE reservation after it begins",
 		"allocators (glibc arenas, the Go heap) grow into reserved address space with mprotect while the program runs; the joint extent is still compared"},
+	{"the blocked set of a thread captured with every signal blocked",
+		"glibc blocks all signals while it creates a thread (a SIGEV_THREAD timer starts one at each expiry), so such a capture shows a moment, not the thread's mask"},
 	{"[vvar] and [vvar_vclock] mappings",
 		"kernel data pages whose number and layout depend on the kernel (6.12 split out [vvar_vclock]); [vdso] is still compared"},
 }

@@ -28,6 +28,7 @@ func Compare(before, after Tree) []string {
 		}
 		delete(afterByPID, want.PID)
 		got = dropNewThreads(want, got)
+		got = keepTransientMasks(want, got)
 		if d := cmp.Diff(want, got); d != "" {
 			diffs = append(diffs, fmt.Sprintf("pid %d (%s) differs (-before +after):\n%s", want.PID, want.Comm, d))
 		}
@@ -62,6 +63,33 @@ func dropNewThreads(before, after Process) Process {
 	after.Status = copyMap(after.Status)
 	if n, ok := before.Status["Threads"]; ok {
 		after.Status["Threads"] = n
+	}
+	return after
+}
+
+// allBlocked is a blocked set with every signal but SIGKILL and SIGSTOP,
+// as /proc/PID/status prints it.
+const allBlocked = "fffffffffffbfeff"
+
+// keepTransientMasks copies into after the blocked set of each thread
+// that before caught with every signal blocked: glibc blocks them all
+// while it creates a thread (a SIGEV_THREAD timer starts one at each
+// expiry), so that capture saw a moment, not the thread's own mask.
+func keepTransientMasks(before, after Process) Process {
+	transient := map[int]bool{}
+	for _, th := range before.Threads {
+		if th.SigBlk == allBlocked {
+			transient[th.TID] = true
+		}
+	}
+	if len(transient) == 0 {
+		return after
+	}
+	after.Threads = append([]Thread(nil), after.Threads...)
+	for i, th := range after.Threads {
+		if transient[th.TID] {
+			after.Threads[i].SigBlk = allBlocked
+		}
 	}
 	return after
 }

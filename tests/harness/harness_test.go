@@ -225,3 +225,20 @@ func TestNormalizeMapsGrowingHeap(t *testing.T) {
 		t.Errorf("normalizeMaps hides a reservation whose end moved")
 	}
 }
+
+func TestCompareTransientMask(t *testing.T) {
+	proc := func(blk string) Process {
+		return Process{PID: 10, Comm: "timers", Threads: []Thread{
+			{TID: 10, Comm: "timers", SigBlk: "0000000000002000"},
+			{TID: 11, Comm: "timers", SigBlk: blk},
+		}}
+	}
+	tree := func(blk string) Tree { return Tree{Root: 10, Processes: []Process{proc(blk)}} }
+
+	if d := Compare(tree(allBlocked), tree("0000003c02002800")); len(d) != 0 {
+		t.Errorf("Compare(all blocked before) = %q, want no difference", d)
+	}
+	if d := Compare(tree("0000003c02002800"), tree(allBlocked)); len(d) == 0 {
+		t.Errorf("Compare(all blocked only after) = no difference, want one")
+	}
+}
