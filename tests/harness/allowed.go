@@ -40,6 +40,8 @@ var Allowed = []Allowance{
 		"allocators (glibc arenas, the Go heap) grow into reserved address space with mprotect while the program runs; the joint extent is still compared"},
 	{"the blocked set of a thread captured with every signal blocked",
 		"glibc blocks all signals while it creates a thread (a SIGEV_THREAD timer starts one at each expiry), so such a capture shows a moment, not the thread's mask"},
+	{"the pending signals of a zombie",
+		"a zombie never takes a signal, so its pending set is visible only in /proc; a signal sent to it as it died may or may not be there"},
 	{"[vvar] and [vvar_vclock] mappings",
 		"kernel data pages whose number and layout depend on the kernel (6.12 split out [vvar_vclock]); [vdso] is still compared"},
 }
@@ -59,14 +61,15 @@ func normalize(t Tree) Tree {
 		if p.PID == t.Root {
 			delete(q.Status, "PPid")
 		}
+		zombie := q.Status["State"] == "zombie"
 		for _, key := range []string{"SigPnd", "ShdPnd"} {
 			if v, ok := q.Status[key]; ok {
-				q.Status[key] = maskTimerSignals(v)
+				q.Status[key] = maskPending(v, zombie)
 			}
 		}
 		q.Threads = append([]Thread(nil), p.Threads...)
 		for i := range q.Threads {
-			q.Threads[i].SigPnd = maskTimerSignals(q.Threads[i].SigPnd)
+			q.Threads[i].SigPnd = maskPending(q.Threads[i].SigPnd, zombie)
 		}
 		q.Maps = normalizeMaps(p.Maps)
 		q.FDs = map[int]string{}
@@ -228,6 +231,15 @@ func sortedKeys(m map[int]string) []int {
 	}
 	sort.Ints(keys)
 	return keys
+}
+
+// maskPending returns a pending set as it is compared: without the timer
+// signals, and empty for a zombie.
+func maskPending(set string, zombie bool) string {
+	if zombie {
+		return "-"
+	}
+	return maskTimerSignals(set)
 }
 
 // timerSignals has the bits of SIGALRM (14), SIGVTALRM (26), SIGPROF (27)

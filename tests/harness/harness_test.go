@@ -242,3 +242,16 @@ func TestCompareTransientMask(t *testing.T) {
 		t.Errorf("Compare(all blocked only after) = no difference, want one")
 	}
 }
+
+func TestCompareZombiePending(t *testing.T) {
+	zombie := func(pnd string) Tree {
+		return Tree{Root: 10, Processes: []Process{{
+			PID: 10, Comm: "child",
+			Status:  map[string]string{"State": "zombie", "SigPnd": pnd},
+			Threads: []Thread{{TID: 10, Comm: "child", SigPnd: pnd}},
+		}}}
+	}
+	if d := Compare(zombie("0000000000004000"), zombie("0000000000000000")); len(d) != 0 {
+		t.Errorf("Compare(zombie with SIGTERM pending before only) = %q, want no difference", d)
+	}
+}
