@@ -31,17 +31,7 @@ func TestPreserveConnection(t *testing.T) {
 	im := findImages(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	g, boot, err := scenario.BootForwardGuest(ctx, im, im.OldRelease, t.TempDir(), scenario.EchoPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("guest console: %s", g.ConsoleLog())
-		}
-		g.Close()
-	})
-	t.Logf("guest booted %s in %s (accel %s)", im.OldRelease, boot.Round(time.Millisecond), g.Accel())
+	g := bootGuest(t, ctx, im, im.OldRelease, scenario.EchoPort)
 
 	const serverPath = "/usr/local/bin/ksu-echo"
 	if err := scenario.InstallProgram(ctx, g, t.TempDir(), serverPath, scenario.EchoServerSource); err != nil {

@@ -38,29 +38,10 @@ func TestRedisDumpRestore(t *testing.T) {
 		t.Run(rel, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 			defer cancel()
-			g := bootRedisGuest(t, ctx, im, rel)
+			g := bootGuest(t, ctx, im, rel, scenario.RedisPort)
 			testRedisDumpRestore(t, ctx, g)
 		})
 	}
-}
-
-// bootRedisGuest boots release rel with the redis port forwarded for the
-// duration of the test.
-func bootRedisGuest(t *testing.T, ctx context.Context, im scenario.Images, rel string) *qemu.Guest {
-	t.Helper()
-	g, boot, err := scenario.BootRedisGuest(ctx, im, rel, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("guest console: %s", g.ConsoleLog())
-		}
-		g.Close()
-	})
-	t.Logf("guest booted %s in %s (accel %s), redis forwarded from 127.0.0.1:%d",
-		rel, boot.Round(time.Millisecond), g.Accel(), g.HostPort(scenario.RedisPort))
-	return g
 }
 
 // redisState is what the client reads to compare the server before the

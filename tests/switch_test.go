@@ -23,10 +23,11 @@ func findImages(t *testing.T) scenario.Images {
 	return im
 }
 
-// bootGuest boots a guest on release rel for the duration of the test.
-func bootGuest(t *testing.T, ctx context.Context, im scenario.Images, rel string) *qemu.Guest {
+// bootGuest boots a guest on release rel for the duration of the test,
+// with guestPorts forwarded from the host (see scenario.Boot).
+func bootGuest(t *testing.T, ctx context.Context, im scenario.Images, rel string, guestPorts ...int) *qemu.Guest {
 	t.Helper()
-	g, boot, err := scenario.Boot(ctx, im, rel, t.TempDir())
+	g, boot, err := scenario.Boot(ctx, im, rel, t.TempDir(), guestPorts...)
 	if err != nil {
 		t.Fatal(err)
 	}

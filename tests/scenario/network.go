@@ -1,13 +1,5 @@
 package scenario
 
-import (
-	"context"
-	"fmt"
-	"time"
-
-	"github.com/ksu-project/ksu/qemu"
-)
-
 // EchoPort is the guest port EchoServerSource listens on.
 const EchoPort = 7007
 
@@ -59,25 +51,3 @@ int main(void)
 	}
 }
 `
-
-// BootForwardGuest boots release rel as Boot does, with a free port
-// 127.0.0.1:PORT on the host forwarded to guestPort in the guest.
-// g.HostPort(guestPort) returns PORT. The caller closes the guest.
-func BootForwardGuest(ctx context.Context, im Images, rel, workDir string, guestPort int) (*qemu.Guest, time.Duration, error) {
-	cfg := im.GuestConfig(rel, workDir)
-	cfg.Forwards = append(cfg.Forwards, qemu.Forward{GuestPort: guestPort})
-	g, err := qemu.Start(ctx, cfg)
-	if err != nil {
-		return nil, 0, err
-	}
-	info, err := g.WaitAgent(ctx)
-	if err != nil {
-		g.Close()
-		return nil, 0, fmt.Errorf("boot %s: %w", rel, err)
-	}
-	if info.Release != rel {
-		g.Close()
-		return nil, 0, fmt.Errorf("boot %s: guest runs %s", rel, info.Release)
-	}
-	return g, time.Since(g.StartedAt()), nil
-}

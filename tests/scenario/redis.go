@@ -29,28 +29,6 @@ type Redis struct {
 	Log string // stdout and stderr of redis-server
 }
 
-// BootRedisGuest boots release rel as Boot does, with 127.0.0.1:PORT on
-// the host forwarded to RedisPort in the guest; g.HostPort(RedisPort)
-// returns PORT. The caller closes the guest.
-func BootRedisGuest(ctx context.Context, im Images, rel, workDir string) (*qemu.Guest, time.Duration, error) {
-	cfg := im.GuestConfig(rel, workDir)
-	cfg.Forwards = append(cfg.Forwards, qemu.Forward{GuestPort: RedisPort})
-	g, err := qemu.Start(ctx, cfg)
-	if err != nil {
-		return nil, 0, err
-	}
-	info, err := g.WaitAgent(ctx)
-	if err != nil {
-		g.Close()
-		return nil, 0, fmt.Errorf("boot %s: %w", rel, err)
-	}
-	if info.Release != rel {
-		g.Close()
-		return nil, 0, fmt.Errorf("boot %s: guest runs %s", rel, info.Release)
-	}
-	return g, time.Since(g.StartedAt()), nil
-}
-
 // StartRedis starts redis-server with RedisArgv through the guest agent,
 // outside systemd, and waits until it replies to PING.
 func StartRedis(ctx context.Context, g *qemu.Guest) (Redis, error) {

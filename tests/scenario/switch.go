@@ -13,9 +13,15 @@ import (
 )
 
 // Boot starts a guest on release rel and waits until its agent answers.
-// The caller closes the guest.
-func Boot(ctx context.Context, im Images, rel, workDir string) (*qemu.Guest, time.Duration, error) {
-	g, err := qemu.Start(ctx, im.GuestConfig(rel, workDir))
+// Each of guestPorts is forwarded from a free port 127.0.0.1:PORT on the
+// host, and g.HostPort(guestPort) returns PORT. The caller closes the
+// guest.
+func Boot(ctx context.Context, im Images, rel, workDir string, guestPorts ...int) (*qemu.Guest, time.Duration, error) {
+	cfg := im.GuestConfig(rel, workDir)
+	for _, port := range guestPorts {
+		cfg.Forwards = append(cfg.Forwards, qemu.Forward{GuestPort: port})
+	}
+	g, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		return nil, 0, err
 	}
