@@ -3,6 +3,9 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"log"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,7 +19,28 @@ import (
 // Each of guestPorts is forwarded from a free port 127.0.0.1:PORT on the
 // host, and g.HostPort(guestPort) returns PORT. The caller closes the
 // guest.
+//
+// A kernel that panics before ksu-init starts is booted once more, in a
+// subdirectory of workDir: under software emulation the kernel's own code
+// patching at boot (int3 over a static key) now and then oopses. A panic
+// after ksu-init started is ksu's and is returned.
 func Boot(ctx context.Context, im Images, rel, workDir string, guestPorts ...int) (*qemu.Guest, time.Duration, error) {
+	g, boot, err := bootOnce(ctx, im, rel, workDir, guestPorts)
+	if err == nil || !earlyPanic(g) {
+		return g, boot, err
+	}
+	log.Printf("scenario: %s panicked before ksu-init started (%v); booting it again", rel, err)
+	g.Close()
+	retryDir := filepath.Join(workDir, "retry")
+	if err := os.MkdirAll(retryDir, 0o755); err != nil {
+		return nil, 0, err
+	}
+	return bootOnce(ctx, im, rel, retryDir, guestPorts)
+}
+
+// bootOnce boots the guest once. On error it returns the guest, closed,
+// when QEMU started, so that its console can be read.
+func bootOnce(ctx context.Context, im Images, rel, workDir string, guestPorts []int) (*qemu.Guest, time.Duration, error) {
 	cfg := im.GuestConfig(rel, workDir)
 	for _, port := range guestPorts {
 		cfg.Forwards = append(cfg.Forwards, qemu.Forward{GuestPort: port})
@@ -28,13 +52,30 @@ func Boot(ctx context.Context, im Images, rel, workDir string, guestPorts ...int
 	info, err := g.WaitAgent(ctx)
 	if err != nil {
 		g.Close()
-		return nil, 0, fmt.Errorf("boot %s: %w", rel, err)
+		return g, 0, fmt.Errorf("boot %s: %w", rel, err)
 	}
 	if info.Release != rel {
 		g.Close()
-		return nil, 0, fmt.Errorf("boot %s: guest runs %s", rel, info.Release)
+		return g, 0, fmt.Errorf("boot %s: guest runs %s", rel, info.Release)
 	}
 	return g, time.Since(g.StartedAt()), nil
+}
+
+// earlyPanic reports whether g's kernel panicked before ksu-init wrote
+// its first line.
+func earlyPanic(g *qemu.Guest) bool {
+	if g == nil {
+		return false
+	}
+	for _, l := range g.Console(0) {
+		if strings.Contains(l.Text, "ksu-init: ") {
+			return false
+		}
+		if strings.Contains(l.Text, "Kernel panic - not syncing") {
+			return true
+		}
+	}
+	return false
 }
 
 // Switch is what one kernel switch took, as the host saw it.
