@@ -15,10 +15,8 @@ import (
 
 // TestPreserveSameKernel switches the guest to the kernel it runs, with a
 // clock sampler preserved: it must come back with its PID and pass its
-// check, and the clocks must not go back.
-//
-// TODO: add the pipes workload once the committed dump supports named
-// FIFOs; today it rejects the workload's FIFO before the freeze.
+// check, and the clocks must not go back. The workloads go through the
+// switches between releases (preserve_cross_test.go).
 func TestPreserveSameKernel(t *testing.T) {
 	im := findImages(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
