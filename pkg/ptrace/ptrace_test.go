@@ -315,25 +315,31 @@ func TestIntegrationSyscallMmap(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h, tid := readyTid(t, "compute")
+			pid := h.cmd.Process.Pid
 			tr := newTracer(t)
 			tr.forcePatch = tt.patch
-			if err := tr.Seize(tid, 0); err != nil {
+			// The patched instruction lies in code that the runtime's
+			// other threads may run too, so every thread stops.
+			if _, err := tr.SeizeProcess(pid, 0); err != nil {
 				t.Fatal(err)
 			}
 			// Stop the computation several times, so that the calls
 			// land on different instructions and registers.
 			for i := range 5 {
-				checkMmapRound(t, tr, h.cmd.Process.Pid, tid)
-				if err := tr.Resume(tid); err != nil {
+				if err := tr.InterruptProcess(pid); err != nil {
+					t.Fatal(err)
+				}
+				checkMmapRound(t, tr, pid, tid)
+				if err := tr.ResumeProcess(pid); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(time.Duration(i+1) * 5 * time.Millisecond)
 			}
-			_, cached := tr.sites[h.cmd.Process.Pid]
+			_, cached := tr.sites[pid]
 			if cached == tt.patch {
 				t.Errorf("syscall site cached = %v, want %v", cached, !tt.patch)
 			}
-			if err := tr.Detach(tid); err != nil {
+			if err := tr.DetachProcess(pid); err != nil {
 				t.Fatal(err)
 			}
 			checkComputeResult(t, h, 0)
