@@ -42,7 +42,7 @@ func (rs *restorer) openInetSocket(sf *snapshot.File) (*fdFile, error) {
 func (rs *restorer) buildInetSockets() error {
 	socks, embryos := rs.inetFiles()
 	fds := map[uint64]int{}
-	for _, f := range socks {
+	for _, f := range bindOrder(socks) {
 		fd, err := -1, error(nil)
 		if f.Socket.Peer == 0 {
 			fd, err = newInetSocket(f)
@@ -102,6 +102,26 @@ func (rs *restorer) inetFiles() (socks, embryos []*snapshot.File) {
 	slices.SortFunc(socks, byID)
 	slices.SortFunc(embryos, byID)
 	return socks, embryos
+}
+
+// bindOrder returns socks with the established TCP connections last.
+//
+// N.B. A connection rebuilt with TCP_REPAIR binds wherever it was,
+// because repair mode forces the reuse of the port, but it leaves repair
+// mode with SO_REUSEADDR off until finishInet. A listener bound after it
+// on a wildcard address of the same port (redis-server's 0.0.0.0:6379
+// beside its accepted 10.0.2.15:6379) would then fail with EADDRINUSE,
+// so the listeners and the other bound sockets go first.
+func bindOrder(socks []*snapshot.File) []*snapshot.File {
+	var first, last []*snapshot.File
+	for _, f := range socks {
+		if f.Socket.Type == unix.SOCK_STREAM && f.Socket.State == tcpEstablished {
+			last = append(last, f)
+		} else {
+			first = append(first, f)
+		}
+	}
+	return append(first, last...)
 }
 
 // reconnectPending connects the client of pending connection e to its
