@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // checkOptions are the flags of "ksu check".
@@ -15,7 +16,10 @@ type checkOptions struct {
 	kernel     string
 	base       string
 	modulesDir string
-	pids       pidList
+	sel        selection
+	common     commonFlags
+	pids       pidList   // roots of the trees that sel selected
+	skipped    []skipped // what --all left out
 	json       bool
 }
 
@@ -23,8 +27,10 @@ type checkOptions struct {
 type checkReport struct {
 	// Proceed is whether "ksu update" with the same options would go on
 	// past its own checks.
-	Proceed bool         `json:"proceed"`
-	Trees   []treeCheck  `json:"trees"`
+	Proceed bool        `json:"proceed"`
+	Trees   []treeCheck `json:"trees"`
+	// Skipped lists what --all left out, and why.
+	Skipped []skipped    `json:"skipped,omitempty"`
 	Kernel  *kernelCheck `json:"kernel,omitempty"`
 	Memory  *memoryCheck `json:"memory,omitempty"`
 }
@@ -37,16 +43,21 @@ func checkFlags(fs *flag.FlagSet) func([]string) error {
 	fs.StringVar(&o.base, "base", "/usr/lib/ksu/ksu-init.cpio", "the ksu-init base initramfs")
 	fs.StringVar(&o.modulesDir, "modules-dir", "/lib/modules",
 		"where the new kernel's modules are installed, one directory per release")
-	fs.Var(&o.pids, "pid", "root of a process tree to check; repeat for several trees")
+	o.sel.register(fs, "check")
+	o.common.register(fs)
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: ksu check [--kernel VMLINUZ | --latest] [--pid PID...] [--json]
+		fmt.Fprint(fs.Output(), `usage: ksu check [--kernel VMLINUZ | --latest] [--pid PID... | --cgroup PATH... |
+                 --unit NAME... | --all [--exclude COMM...]] [--json] [--verbose]
 
 Check, without changing anything, whether "ksu update" with the same
---kernel and --pid could run: which process trees can be preserved and
-which objects block the others, how much memory the snapshot needs,
+--kernel and selection could run: which process trees can be preserved
+and which objects block the others, how much memory the snapshot needs,
 whether the new kernel can be loaded and whether the bootloader starts
 it by default.
+
+`+selectionHelp+`
+`+configHelp+`
 
 Exit status: 0 when the update would proceed, 1 when it would not, 2 for
 invalid usage.
@@ -59,14 +70,24 @@ Options:
 		if len(args) > 0 {
 			return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
 		}
-		if o.kernel == "" && !latest && len(o.pids) == 0 {
-			return fmt.Errorf("%w: give --kernel, --pid or both", errUsage)
+		if err := o.common.apply(fs, &o.sel, nil); err != nil {
+			return err
+		}
+		if o.kernel == "" && !latest && o.sel.empty() {
+			return fmt.Errorf("%w: give --kernel, --pid or both; --cgroup, --unit and --all select processes too", errUsage)
 		}
 		kernel, err := kernelFlags(o.kernel, latest)
 		if err != nil {
 			return err
 		}
 		o.kernel = kernel
+		if !o.sel.empty() {
+			sel, err := localHost().resolve(o.sel)
+			if err != nil {
+				return err
+			}
+			o.pids, o.skipped = sel.Roots, sel.Skipped
+		}
 		rep := runCheck(o)
 		if err := printCheck(os.Stdout, rep, o.json); err != nil {
 			return err
@@ -80,19 +101,27 @@ Options:
 
 // runCheck runs every check of o. It reads /proc, /sys and /boot only.
 func runCheck(o checkOptions) checkReport {
-	rep := checkReport{Proceed: true, Trees: checkTreesDetail(o.pids)}
+	start := time.Now()
+	rep := checkReport{Proceed: true, Trees: checkTreesDetail(o.pids), Skipped: o.skipped}
 	for _, t := range rep.Trees {
 		rep.Proceed = rep.Proceed && t.Preservable
+		trace.Printf("check: tree %d (%s): %s %v, preservable %v, %s blocking",
+			t.Root, t.Comm, plural(len(t.PIDs), "process", "processes"), t.PIDs, t.Preservable,
+			plural(len(t.Blockers), "object", "objects"))
 	}
+	trace.Printf("check: %s checked in %s", plural(len(rep.Trees), "tree", "trees"), since(start))
 	if o.kernel != "" {
+		start := time.Now()
 		k := checkKernel(o)
 		rep.Kernel = &k
 		rep.Proceed = rep.Proceed && k.Loadable
+		trace.Printf("check: kernel %s (%s) loadable %v, checked in %s", k.Path, k.Release, k.Loadable, since(start))
 	}
 	if len(o.pids) > 0 {
 		m := checkMemory(procRoot, rep.Trees)
 		rep.Memory = &m
 		rep.Proceed = rep.Proceed && m.Enough
+		trace.Printf("check: memory needed %s, available %s", formatBytes(m.NeededBytes), formatBytes(m.AvailableBytes))
 	}
 	return rep
 }
@@ -109,6 +138,7 @@ func printCheck(w io.Writer, rep checkReport, asJSON bool) error {
 	for _, t := range rep.Trees {
 		printTree(w, t)
 	}
+	printSkipped(w, rep.Skipped)
 	if rep.Kernel != nil {
 		printKernel(w, *rep.Kernel)
 	}
@@ -138,6 +168,21 @@ func printTree(w io.Writer, t treeCheck) {
 	if t.Preservable {
 		fmt.Fprintf(w, "  memory: resident %s, anonymous %s; snapshot about %s before compression\n",
 			formatBytes(t.RSSBytes), formatBytes(t.AnonBytes), formatBytes(t.SnapshotBytes))
+	}
+}
+
+// printSkipped lists what --all left out, kernel threads in one line.
+func printSkipped(w io.Writer, skips []skipped) {
+	kthreads := 0
+	for _, s := range skips {
+		if s.Reason == reasonKernelThread {
+			kthreads++
+			continue
+		}
+		fmt.Fprintf(w, "skipped process %d (%s): %s\n", s.PID, s.Comm, s.Reason)
+	}
+	if kthreads > 0 {
+		fmt.Fprintf(w, "skipped %s\n", plural(kthreads, "kernel thread", "kernel threads"))
 	}
 }
 

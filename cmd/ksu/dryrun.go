@@ -50,6 +50,7 @@ func dumpDryRun(initrd *kexec.Initrd, roots []int, log *switchLog) (*dryRun, err
 		f.Close()
 		return nil, err
 	}
+	traceDump(stats)
 	hdr, err := cw.Finish(snapshot.ArchiveHeader{KernelRelease: runningRelease()})
 	if err != nil {
 		f.Close()

@@ -25,7 +25,8 @@ Commands:
   help     show this text, or "ksu help COMMAND" for one command
 
 Run "ksu COMMAND --help" for the options of a command.
-`
+
+`+configHelp
 
 // command is one subcommand: its flags are registered on fs, and run
 // executes it with the remaining arguments.

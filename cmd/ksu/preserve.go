@@ -46,6 +46,9 @@ func checkTrees(roots []int) error {
 		for _, pid := range pids {
 			reasons = append(reasons, checkProcess(pid)...)
 		}
+		trace.Printf("check: %s in %s %v, %s",
+			plural(len(pids), "process", "processes"), plural(len(roots), "tree", "trees"), roots,
+			plural(len(reasons), "reason to reject", "reasons to reject"))
 	}
 	if len(reasons) > 0 {
 		return fmt.Errorf("cannot preserve the requested processes, nothing was changed:\n  %s",
@@ -142,6 +145,7 @@ func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
 	}
 	log.Mark(phase.Span{Phase: phase.Freeze, Duration: stats.Freeze}.Marker())
 	log.Mark(phase.Span{Phase: phase.Dump, Duration: stats.Total - stats.Freeze}.Marker())
+	traceDump(stats)
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return errors.Join(fmt.Errorf("read kernel release: %w", err), resumeTrees(roots))

@@ -30,6 +30,8 @@ type updateOptions struct {
 func updateFlags(fs *flag.FlagSet) func([]string) error {
 	var o updateOptions
 	var latest bool
+	var sel selection
+	var common commonFlags
 	fs.StringVar(&o.kernel, "kernel", "", "the new kernel's bzImage, e.g. /boot/vmlinuz-RELEASE")
 	fs.BoolVar(&latest, "latest", false,
 		"switch to the newest kernel in /boot other than the running one, in Debian version order")
@@ -40,10 +42,12 @@ func updateFlags(fs *flag.FlagSet) func([]string) error {
 	fs.StringVar(&o.modulesDir, "modules-dir", "/lib/modules",
 		"where the new kernel's modules are installed, one directory per release")
 	fs.BoolVar(&o.yes, "yes", false, "switch without asking; required when not on a terminal")
-	fs.Var(&o.pids, "pid", "root of a process tree to preserve across the switch; repeat for several trees")
+	sel.register(fs, "preserve across the switch")
+	common.register(fs)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: ksu update {--kernel VMLINUZ | --latest} [--pid PID...] [--append ARGS]
-                  [--dry-run] [--yes]
+		fmt.Fprint(fs.Output(), `usage: ksu update {--kernel VMLINUZ | --latest} [--pid PID... | --cgroup PATH... |
+                  --unit NAME... | --all [--exclude COMM...]] [--append ARGS]
+                  [--config FILE] [--dry-run] [--yes] [--verbose]
 
 Switch the running machine to the kernel VMLINUZ with kexec. The new
 kernel starts with ksu's initramfs, which loads the modules for the root
@@ -51,8 +55,8 @@ disk and the network, mounts the root filesystem and starts the real
 init. Its command line is the running one's, less BOOT_IMAGE= and
 initrd=, plus ARGS, plus panic=10 unless a panic= is given.
 
-With --pid, the process trees rooted at each PID are checked, then
-frozen and dumped into the initramfs; ksu-init recreates them, with the
+With a selection, the selected process trees are checked, then frozen
+and dumped into the initramfs; ksu-init recreates them, with the
 same PIDs, before it starts the real init, and writes what it restored
 to /run/ksu/report.json.
 
@@ -64,6 +68,13 @@ with the snapshot, reads the snapshot back to check that it decodes,
 then unloads the kernel and prints how long the pause would have been.
 The processes are paused for the freeze and the dump only.
 
+One ksu update runs at a time: it holds /run/ksu/lock, and it rejects
+the update while apt or dpkg holds /var/lib/dpkg/lock-frontend or
+/var/lib/dpkg/lock. It holds dpkg's locks too until the kexec, so that
+no package is installed meanwhile.
+
+`+selectionHelp+`
+`+configHelp+`
 Options:
 `)
 		fs.PrintDefaults()
@@ -80,6 +91,11 @@ Options:
 			return err
 		}
 		o.kernel = kernel
+		locks, err := prepareUpdate(fs, &o, &sel, &common)
+		if err != nil {
+			return err
+		}
+		defer locks.release()
 		return update(o)
 	}
 }
