@@ -26,7 +26,7 @@ Commands:
 
 Run "ksu COMMAND --help" for the options of a command.
 
-`+configHelp
+` + configHelp
 
 // command is one subcommand: its flags are registered on fs, and run
 // executes it with the remaining arguments.
