@@ -39,6 +39,10 @@ type FDInfo struct {
 type EventfdInfo struct {
 	Count     uint64
 	Semaphore bool
+	// SemaphoreShown is set when the kernel printed the
+	// eventfd-semaphore line; older kernels (6.1 among them) do not,
+	// and Semaphore is then unknown.
+	SemaphoreShown bool
 }
 
 // TimerfdInfo is the state of a timerfd. Value is the time left until
@@ -167,6 +171,7 @@ func (info *FDInfo) setEventfd(key, value string) error {
 	case "eventfd-semaphore":
 		n, err := strconv.Atoi(value)
 		info.Eventfd.Semaphore = n != 0
+		info.Eventfd.SemaphoreShown = true
 		return err
 	}
 	return nil

@@ -14,7 +14,7 @@ func TestReadFDInfo(t *testing.T) {
 		fd   int
 		want FDInfo
 	}{
-		{"eventfd", 5, FDInfo{Flags: 0o2004002, MntID: 17, Ino: 1038, Eventfd: &EventfdInfo{Count: 5}}},
+		{"eventfd", 5, FDInfo{Flags: 0o2004002, MntID: 17, Ino: 1038, Eventfd: &EventfdInfo{Count: 5, SemaphoreShown: true}}},
 		{"armed timerfd", 8, FDInfo{Flags: 0o4002, MntID: 17, Ino: 1038, Timerfd: &TimerfdInfo{
 			ClockID: 1, Value: Timespec{99, 980211145}, Interval: Timespec{2, 500000000},
 		}}},
@@ -60,7 +60,7 @@ func TestParseFDInfo(t *testing.T) {
 			// semaphore mode.
 			"semaphore eventfd",
 			"pos:\t0\nflags:\t02\nmnt_id:\t15\neventfd-count:                0\neventfd-id: 3\neventfd-semaphore: 1\n",
-			FDInfo{Flags: 0o2, MntID: 15, Eventfd: &EventfdInfo{Semaphore: true}},
+			FDInfo{Flags: 0o2, MntID: 15, Eventfd: &EventfdInfo{Semaphore: true, SemaphoreShown: true}},
 		},
 		{
 			"absolute timerfd with expirations",
