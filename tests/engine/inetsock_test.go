@@ -73,17 +73,7 @@ func buildWithWL(t testing.TB, dir, name string) string {
 // listener would leave it.
 func closeListener(t *testing.T, pid, fd int) {
 	t.Helper()
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(pidfd)
-	sock, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		t.Fatalf("pidfd_getfd(%d, %d) = %v", pid, fd, err)
-	}
-	defer unix.Close(sock)
-	if err := unix.Shutdown(sock, unix.SHUT_RDWR); err != nil {
+	if err := unix.Shutdown(fdCopy(t, pid, fd), unix.SHUT_RDWR); err != nil {
 		t.Fatalf("shutdown fd %d of process %d = %v", fd, pid, err)
 	}
 }
@@ -96,35 +86,10 @@ func TestIntegrationTCPListen(t *testing.T) {
 	if !runInNetns(t) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	bin := buildWithWL(t, t.TempDir(), "tcplisten")
-	for _, tt := range []struct {
-		name         string
-		loseListener bool
-		wantPass     bool
-	}{
-		{"round trip", false, true},
-		{"lost listener fails the check", true, false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			tr, _ := startWorkload(t, bin, t.TempDir())
-			restored := dumpKillRestoreWorkload(t, tr)
-			if tt.loseListener {
-				closeListener(t, restored.PID, tcpListener4)
-			}
-			pass, out, err := restored.Check(ctx)
-			if err != nil {
-				t.Fatalf("Check() = %v\n%s", err, out)
-			}
-			if pass != tt.wantPass {
-				t.Errorf("Check() pass = %v, want %v; output:\n%s", pass, tt.wantPass, out)
-			}
-			if !tt.wantPass && !strings.Contains(out, "IPv4 listener") {
-				t.Errorf("Check() output = %q, want it to name the IPv4 listener", out)
-			}
-		})
-	}
+	checkRestoreAndSpoil(t, bin, func(t *testing.T, pid int) {
+		closeListener(t, pid, tcpListener4)
+	}, "IPv4 listener")
 }
 
 // udpBound is the udp workload's bound socket with four queued
@@ -136,36 +101,11 @@ func TestIntegrationUDP(t *testing.T) {
 	if !runInNetns(t) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	bin := buildWorkload(t, t.TempDir(), "udp")
-	for _, tt := range []struct {
-		name     string
-		loseData bool
-		wantPass bool
-	}{
-		{"round trip", false, true},
-		{"lost datagram fails the check", true, false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			tr, _ := startWorkload(t, bin, t.TempDir())
-			restored := dumpKillRestoreWorkload(t, tr)
-			if tt.loseData {
-				got := stealMessage(t, restored.PID, udpBound)
-				t.Logf("took %q from fd %d of the restored process", got, udpBound)
-			}
-			pass, out, err := restored.Check(ctx)
-			if err != nil {
-				t.Fatalf("Check() = %v\n%s", err, out)
-			}
-			if pass != tt.wantPass {
-				t.Errorf("Check() pass = %v, want %v; output:\n%s", pass, tt.wantPass, out)
-			}
-			if !tt.wantPass && !strings.Contains(out, "bound socket, datagram 1") {
-				t.Errorf("Check() output = %q, want it to name the first datagram", out)
-			}
-		})
-	}
+	checkRestoreAndSpoil(t, bin, func(t *testing.T, pid int) {
+		got := stealMessage(t, pid, udpBound)
+		t.Logf("took %q from fd %d of the restored process", got, udpBound)
+	}, "bound socket, datagram 1")
 }
 
 // tcpServerEnd is the descriptor of the server end of the tcpconn
@@ -175,18 +115,8 @@ const tcpServerEnd = 5
 // stealBytes receives up to n bytes from descriptor fd of process pid.
 func stealBytes(t *testing.T, pid, fd, n int) int {
 	t.Helper()
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(pidfd)
-	sock, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		t.Fatalf("pidfd_getfd(%d, %d) = %v", pid, fd, err)
-	}
-	defer unix.Close(sock)
 	buf := make([]byte, n)
-	got, _, err := unix.Recvfrom(sock, buf, unix.MSG_DONTWAIT)
+	got, _, err := unix.Recvfrom(fdCopy(t, pid, fd), buf, unix.MSG_DONTWAIT)
 	if err != nil {
 		t.Fatalf("recv from fd %d of process %d = %v, want queued data", fd, pid, err)
 	}
@@ -198,36 +128,11 @@ func TestIntegrationTCPEstablished(t *testing.T) {
 	if !runInNetns(t) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	bin := buildWithWL(t, t.TempDir(), "tcpconn")
-	for _, tt := range []struct {
-		name     string
-		loseData bool
-		wantPass bool
-	}{
-		{"round trip", false, true},
-		{"lost bytes fail the check", true, false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			tr, _ := startWorkload(t, bin, t.TempDir())
-			restored := dumpKillRestoreWorkload(t, tr)
-			if tt.loseData {
-				got := stealBytes(t, restored.PID, tcpServerEnd, 100)
-				t.Logf("took %d bytes from fd %d of the restored process", got, tcpServerEnd)
-			}
-			pass, out, err := restored.Check(ctx)
-			if err != nil {
-				t.Fatalf("Check() = %v\n%s", err, out)
-			}
-			if pass != tt.wantPass {
-				t.Errorf("Check() pass = %v, want %v; output:\n%s", pass, tt.wantPass, out)
-			}
-			if !tt.wantPass && !strings.Contains(out, "server: byte") {
-				t.Errorf("Check() output = %q, want it to name the server's bytes", out)
-			}
-		})
-	}
+	checkRestoreAndSpoil(t, bin, func(t *testing.T, pid int) {
+		got := stealBytes(t, pid, tcpServerEnd, 100)
+		t.Logf("took %d bytes from fd %d of the restored process", got, tcpServerEnd)
+	}, "server: byte")
 }
 
 // TestIntegrationTCPOutsidePeer keeps a connection whose client is the

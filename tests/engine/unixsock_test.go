@@ -83,9 +83,9 @@ func dumpKillRestoreWorkload(t *testing.T, tr *tracee) *workloads.Workload {
 	return restored
 }
 
-// stealMessage receives one message from descriptor fd of process pid,
-// as a loss in the restore would lose it.
-func stealMessage(t *testing.T, pid, fd int) string {
+// fdCopy returns a descriptor of the test for descriptor fd of process
+// pid, sharing its open file description; it is closed at cleanup.
+func fdCopy(t *testing.T, pid, fd int) int {
 	t.Helper()
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -96,13 +96,57 @@ func stealMessage(t *testing.T, pid, fd int) string {
 	if err != nil {
 		t.Fatalf("pidfd_getfd(%d, %d) = %v", pid, fd, err)
 	}
-	defer unix.Close(sock)
+	t.Cleanup(func() { unix.Close(sock) })
+	return sock
+}
+
+// stealMessage receives one message from descriptor fd of process pid,
+// as a loss in the restore would lose it.
+func stealMessage(t *testing.T, pid, fd int) string {
+	t.Helper()
 	buf := make([]byte, 64)
-	n, _, err := unix.Recvfrom(sock, buf, unix.MSG_DONTWAIT)
+	n, _, err := unix.Recvfrom(fdCopy(t, pid, fd), buf, unix.MSG_DONTWAIT)
 	if err != nil {
 		t.Fatalf("recv from fd %d of process %d = %v, want a queued message", fd, pid, err)
 	}
 	return string(buf[:n])
+}
+
+// checkRestoreAndSpoil dumps, kills and restores the workload at bin
+// twice. The first restored copy must pass its self-check. The second
+// gets spoil applied first, as a restore that lost that state would
+// leave it, and its check must fail with a message that contains want:
+// this shows the check can see the state at all.
+func checkRestoreAndSpoil(t *testing.T, bin string, spoil func(t *testing.T, pid int), want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tt := range []struct {
+		name    string
+		spoiled bool
+	}{
+		{"round trip", false},
+		{"spoiled state fails the check", true},
+	} {
+		spoiled := tt.spoiled
+		t.Run(tt.name, func(t *testing.T) {
+			tr, _ := startWorkload(t, bin, t.TempDir())
+			restored := dumpKillRestoreWorkload(t, tr)
+			if spoiled {
+				spoil(t, restored.PID)
+			}
+			pass, out, err := restored.Check(ctx)
+			if err != nil {
+				t.Fatalf("Check() = %v\n%s", err, out)
+			}
+			if pass == spoiled {
+				t.Errorf("Check() pass = %v, want %v; output:\n%s", pass, !spoiled, out)
+			}
+			if spoiled && !strings.Contains(out, want) {
+				t.Errorf("Check() output = %q, want it to contain %q", out, want)
+			}
+		})
+	}
 }
 
 // dgramPairReceiver is the descriptor of the unixsock workload's datagram
@@ -112,37 +156,11 @@ const dgramPairReceiver = 6
 
 func TestIntegrationUnixSockets(t *testing.T) {
 	needRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	dir := t.TempDir()
-	bin := buildWorkload(t, dir, "unixsock")
-	for _, tt := range []struct {
-		name     string
-		loseData bool
-		wantPass bool
-	}{
-		{"round trip", false, true},
-		{"lost datagram fails the check", true, false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			tr, _ := startWorkload(t, bin, t.TempDir())
-			restored := dumpKillRestoreWorkload(t, tr)
-			if tt.loseData {
-				got := stealMessage(t, restored.PID, dgramPairReceiver)
-				t.Logf("took %q from fd %d of the restored process", got, dgramPairReceiver)
-			}
-			pass, out, err := restored.Check(ctx)
-			if err != nil {
-				t.Fatalf("Check() = %v\n%s", err, out)
-			}
-			if pass != tt.wantPass {
-				t.Errorf("Check() pass = %v, want %v; output:\n%s", pass, tt.wantPass, out)
-			}
-			if !tt.wantPass && !strings.Contains(out, "datagram socketpair") {
-				t.Errorf("Check() output = %q, want it to name the datagram socketpair", out)
-			}
-		})
-	}
+	bin := buildWorkload(t, t.TempDir(), "unixsock")
+	checkRestoreAndSpoil(t, bin, func(t *testing.T, pid int) {
+		got := stealMessage(t, pid, dgramPairReceiver)
+		t.Logf("took %q from fd %d of the restored process", got, dgramPairReceiver)
+	}, "datagram socketpair")
 }
 
 // TestIntegrationUnixPendingNeedsKill dumps the unixsock workload without
