@@ -22,8 +22,8 @@ cgroup, unit and exclude take values separated by blanks and may be
 repeated; all takes yes or no; append takes the rest of the line, and
 repeated append lines are joined with a space. Command-line flags
 override the file: any of --pid, --cgroup, --unit or --all replaces its
-whole selection, --exclude replaces exclude and --append replaces
-append. Example:
+whole selection, --exclude replaces exclude (which only --all uses) and
+--append replaces append. Example:
     unit = nginx redis-server   # every process of both services
     append = quiet
 `
@@ -48,7 +48,8 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 
 // apply reads the config file and fills in what the command line left
 // out: the selection of sel unless a selection flag was given, exclude
-// unless --exclude was given, and appendArgs unless --append was given.
+// for --all unless --exclude was given, and appendArgs unless --append
+// was given.
 // appendArgs may be nil for a command without --append.
 func (c *commonFlags) apply(fs *flag.FlagSet, sel *selection, appendArgs *string) error {
 	enableTrace(c.verbose)
@@ -61,7 +62,9 @@ func (c *commonFlags) apply(fs *flag.FlagSet, sel *selection, appendArgs *string
 	if !anySet(set, selectionFlags) {
 		sel.pids, sel.cgroups, sel.units, sel.all = cfg.sel.pids, cfg.sel.cgroups, cfg.sel.units, cfg.sel.all
 	}
-	if !set["exclude"] {
+	// The file's exclude belongs to its "all"; it also applies to --all
+	// on the command line, never to another selection.
+	if !set["exclude"] && sel.all {
 		sel.excludes = cfg.sel.excludes
 	}
 	if appendArgs != nil && !set["append"] {
