@@ -335,4 +335,3 @@ func TestIntegrationSelectUnit(t *testing.T) {
 		}
 	}
 }
-
