@@ -2,46 +2,15 @@ package netconf
 
 import (
 	"net"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/ksu-project/ksu/pkg/internal/netnstest"
 	"github.com/ksu-project/ksu/pkg/snapshot"
 )
-
-// netnsEnv marks the child test binary that runs in its own network
-// namespace.
-const netnsEnv = "KSU_NETCONF_NETNS"
-
-// inOwnNetns re-runs the calling test in a new network namespace and
-// returns true in that child, so that the test changes links and routes
-// only there, never in the machine's own namespace.
-func inOwnNetns(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(netnsEnv) == "1" {
-		return true
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for a network namespace")
-	}
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		t.Skip("skipping: unshare not found")
-	}
-	cmd := exec.Command(unshare, "--net", "--", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("in a new network namespace:\n%s", out)
-	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("%s in a new network namespace: %v", t.Name(), err)
-	}
-	return false
-}
 
 func TestFindLink(t *testing.T) {
 	mac := net.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, 0x56}
@@ -72,7 +41,7 @@ func TestFindLink(t *testing.T) {
 // TestIntegrationApplyRead saves an address and a route of loopback,
 // removes them, applies the saved configuration and reads it back.
 func TestIntegrationApplyRead(t *testing.T) {
-	if !inOwnNetns(t) {
+	if !netnstest.Run(t) {
 		return
 	}
 	lo, err := netlink.LinkByName("lo")
