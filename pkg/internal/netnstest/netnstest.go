@@ -19,7 +19,7 @@ const childEnv = "KSU_TEST_NETNS"
 
 // Run runs the calling test again in a child test binary inside a new
 // network namespace with loopback up. It returns true in that child,
-// where the test goes on; in the parent it reports the child's result
+// where the test goes on. In the parent it reports the child's result
 // and returns false. It skips the test without CAP_SYS_ADMIN or unshare.
 func Run(t *testing.T) bool {
 	t.Helper()
@@ -56,8 +56,8 @@ func hasCapSysAdmin() bool {
 	return unix.Capget(&hdr, &data[0]) == nil && data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0
 }
 
-// TCPPair returns both ends of an IPv4 TCP connection over loopback;
-// they are closed at cleanup.
+// TCPPair returns both ends of an IPv4 TCP connection over loopback.
+// Both are closed at cleanup.
 func TCPPair(t *testing.T) (client, server *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -65,15 +65,15 @@ func TCPPair(t *testing.T) (client, server *net.TCPConn) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
+	dialed, err := net.Dial("tcp4", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
-	s, err := ln.Accept()
+	t.Cleanup(func() { dialed.Close() })
+	accepted, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
+	t.Cleanup(func() { accepted.Close() })
+	return dialed.(*net.TCPConn), accepted.(*net.TCPConn)
 }
