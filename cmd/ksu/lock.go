@@ -53,24 +53,24 @@ func (h *heldLocks) release() {
 // held while ksu runs. A dpkg lock file that does not exist is skipped:
 // there is no dpkg to keep out.
 func (p lockPaths) acquire() (*heldLocks, error) {
-	held := &heldLocks{}
+	locks := &heldLocks{}
 	f, err := lockKSU(p.ksu)
 	if err != nil {
 		return nil, err
 	}
-	held.files = append(held.files, f)
+	locks.files = append(locks.files, f)
 	for _, path := range p.dpkg {
 		f, err := lockDpkg(path)
 		if err != nil {
-			held.release()
+			locks.release()
 			return nil, err
 		}
 		if f != nil {
-			held.files = append(held.files, f)
+			locks.files = append(locks.files, f)
 		}
 	}
 	trace.Printf("locks: holding %s and the dpkg locks %s", p.ksu, strings.Join(p.dpkg, ", "))
-	return held, nil
+	return locks, nil
 }
 
 // lockKSU takes an exclusive flock on path and writes ksu's pid into it.

@@ -88,11 +88,11 @@ func TestLockRejectsDpkg(t *testing.T) {
 
 func TestLockHoldsDpkg(t *testing.T) {
 	p := testLocks(t)
-	held, err := p.acquire()
+	locks, err := p.acquire()
 	if err != nil {
 		t.Fatalf("acquire() = %v, want nil error", err)
 	}
-	defer held.release()
+	defer locks.release()
 	// A dpkg starting now must find its lock taken, as with F_SETLK.
 	for _, path := range p.dpkg {
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -111,9 +111,9 @@ func TestLockHoldsDpkg(t *testing.T) {
 func TestLockDpkgMissing(t *testing.T) {
 	root := t.TempDir()
 	p := lockPaths{ksu: filepath.Join(root, "lock"), dpkg: []string{filepath.Join(root, "no-dpkg")}}
-	held, err := p.acquire()
+	locks, err := p.acquire()
 	if err != nil {
 		t.Fatalf("acquire() without dpkg = %v, want nil error", err)
 	}
-	held.release()
+	locks.release()
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/ksu-project/ksu/pkg/procfs"
 )
 
-// processInfo is what --all reads of each process.
+// processInfo is the parent, command name and kind of one process.
 type processInfo struct {
 	pid, ppid int
 	comm      string
