@@ -13,6 +13,11 @@ import (
 	"testing"
 	"time"
 
+	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/ksu-project/ksu/pkg/failpoint"
+	"github.com/ksu-project/ksu/pkg/restore"
 	"github.com/ksu-project/ksu/pkg/snapshot"
 	"github.com/ksu-project/ksu/qemu"
 	"github.com/ksu-project/ksu/tests/scenario"
@@ -404,4 +409,91 @@ func waitGuestLog(ctx context.Context, g *qemu.Guest, path, substr string, d tim
 		time.Sleep(250 * time.Millisecond)
 	}
 	return "", fmt.Errorf("no line containing %q in %s after %v", substr, path, d)
+}
+
+// TestIntegrationTreeFailure preserves two clock processes as separate
+// trees and makes the restore of the second fail on the new kernel with
+// the failpoint restore.FailpointPrefix+PID. The first must run on and
+// pass its check; the second must be killed and reaped, and the
+// report and ksu status must name its tree and the reason.
+func TestIntegrationTreeFailure(t *testing.T) {
+	im := findImages(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	g := bootGuest(t, ctx, im, im.OldRelease)
+	const clockPath = "/usr/local/bin/ksu-clock"
+	if err := scenario.InstallClock(ctx, g, t.TempDir(), clockPath); err != nil {
+		t.Fatal(err)
+	}
+	kept := startClock(t, ctx, g, "tree-kept", clockPath)
+	failed := startClock(t, ctx, g, "tree-failed", clockPath)
+	point := fmt.Sprint(restore.FailpointPrefix, failed.PID)
+
+	s, err := scenario.UpdateKernel(ctx, g, im.NewRelease, "--pid", strconv.Itoa(kept.PID), "--pid", strconv.Itoa(failed.PID),
+		"--append", failpoint.EnvVar+"="+point)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", s.Report())
+
+	rep, err := scenario.ReadReport(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report: restored %v, failures %+v", rep.Restored, rep.Failures)
+	if diff := gocmp.Diff([]int32{int32(kept.PID)}, rep.Restored); diff != "" {
+		t.Errorf("report restored mismatch (-want +got):\n%s", diff)
+	}
+	checkTreeFailure(t, ctx, g, failed.PID, point)
+
+	if err := kept.Alive(ctx, g, clockPath); err != nil {
+		t.Errorf("after the update: %v", err)
+	}
+	checkClockAdvances(t, ctx, g, kept)
+	if verdict, err := kept.Check(ctx, g); err != nil {
+		t.Errorf("check process %d: %v", kept.PID, err)
+	} else if verdict != "PASS" {
+		t.Errorf("process %d: verdict %q, want PASS", kept.PID, verdict)
+	}
+	if err := scenario.CheckNotRunning(ctx, g, failed.PID, clockPath); err != nil {
+		t.Errorf("after its tree failed: %v", err)
+	}
+	console, err := os.ReadFile(g.ConsoleLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	removing := fmt.Sprintf("removing process tree %d (ksu-clock)", failed.PID)
+	if !strings.Contains(string(console), removing) {
+		t.Errorf("console has no line containing %q; see %s", removing, g.ConsoleLog())
+	}
+	if strings.Contains(string(console), "still present") {
+		t.Errorf("console says tasks of the failed tree were not reaped; see %s", g.ConsoleLog())
+	}
+}
+
+// checkTreeFailure checks that the report and ksu status name the tree
+// of root as not restored, with the injected failure as the reason.
+func checkTreeFailure(t *testing.T, ctx context.Context, g *qemu.Guest, root int, point string) {
+	t.Helper()
+	failures, err := scenario.ReadTreeFailures(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []scenario.TreeFailure{{Root: int32(root), Comm: "ksu-clock", PIDs: []int32{int32(root)}}}
+	if diff := gocmp.Diff(want, failures, cmpopts.IgnoreFields(scenario.TreeFailure{}, "Reason")); diff != "" {
+		t.Errorf("report failures mismatch (-want +got):\n%s", diff)
+	}
+	wantReason := fmt.Sprintf(`process tree %d (ksu-clock): restore process %d: injected failure at failpoint %q`, root, root, point)
+	for _, f := range failures {
+		if !strings.Contains(f.Reason, wantReason) {
+			t.Errorf("report failure reason %q, want it to contain %q", f.Reason, wantReason)
+		}
+	}
+	res, err := scenario.RunKSU(ctx, g, time.Minute, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Stdout, wantReason) {
+		t.Errorf("ksu status output %q, want it to contain %q", res.Stdout, wantReason)
+	}
 }

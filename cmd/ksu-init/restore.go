@@ -43,19 +43,22 @@ type report struct {
 	PageBytes uint64        `json:"page_bytes"`
 }
 
-// failure is a set of processes that were not restored, and why.
+// failure is a set of processes that were not restored, and why. Root
+// and Comm name the process tree when only that tree failed; they are
+// empty when the whole restore failed.
 type failure struct {
+	Root   int32   `json:"root,omitempty"`
+	Comm   string  `json:"comm,omitempty"`
 	PIDs   []int32 `json:"pids"`
 	Reason string  `json:"reason"`
 }
 
 // restoreProcesses runs the restorer child, waits for it and writes the
 // report. A failed restore is logged and reported, never returned: the
-// boot goes on to the real init without the processes.
-//
-// Limitation: the snapshot is restored as a whole, so one tree that
-// cannot be restored drops every tree of the snapshot. Splitting the
-// snapshot per tree in ksu update would let the others come back.
+// boot goes on to the real init without the processes. A tree that
+// fails alone is removed by the restorer and reported, and the other
+// trees run (see restore.Restore for the failures that still take every
+// tree).
 func (b *boot) restoreProcesses(hdr snapshot.ArchiveHeader) {
 	// The restorer works inside the new root; it needs /proc and /dev
 	// there. switchRoot finds them already moved and moves the rest.
@@ -75,7 +78,13 @@ func (b *boot) restoreProcesses(hdr snapshot.ArchiveHeader) {
 	if err != nil {
 		b.log.Logf(klog.LevelErr, "processes %s not restored, booting without them: %v", joinPIDs(res.PIDs), err)
 		rep.Failures = []failure{{PIDs: res.PIDs, Reason: err.Error()}}
+		if len(res.Failed) > 0 && len(restoredPIDs(res)) == 0 {
+			rep.Failures = res.Failed // every tree failed on its own
+		}
 	} else {
+		for _, f := range res.Failed {
+			b.log.Logf(klog.LevelErr, "processes %s not restored, booting without them: %s", joinPIDs(f.PIDs), f.Reason)
+		}
 		rep = b.restored(rep, res, start)
 	}
 	if err := writeJSON(filepath.Join(initramfs.NewRootDir, reportFile), rep); err != nil {
@@ -93,12 +102,30 @@ func (b *boot) restored(rep report, res restoreResult, start time.Time) report {
 	resume := phase.Span{Phase: phase.Resume, Start: res.ResumedAt, Duration: max(time.Since(res.ResumedAt), 0)}
 	b.log.Mark("%s", resume.Marker())
 	rep.Phases = append(rep.Phases, phase.Span{Phase: phase.Restore, Start: start, Duration: res.Restore}, resume)
-	rep.Restored = res.PIDs
+	rep.Restored, rep.Failures = restoredPIDs(res), res.Failed
 	rep.Clocks = &res.Clocks
 	rep.Pause = res.ResumedAt.Sub(res.SnapshotAt)
 	rep.Threads, rep.PageBytes = res.Threads, res.Pages
-	b.log.Printf("restored processes %s; pause since the snapshot %v", joinPIDs(res.PIDs), rep.Pause.Round(time.Millisecond))
+	b.log.Printf("restored processes %s; pause since the snapshot %v", joinPIDs(rep.Restored), rep.Pause.Round(time.Millisecond))
 	return rep
+}
+
+// restoredPIDs returns the processes of the snapshot that are not in a
+// failed tree.
+func restoredPIDs(res restoreResult) []int32 {
+	failed := map[int32]bool{}
+	for _, f := range res.Failed {
+		for _, pid := range f.PIDs {
+			failed[pid] = true
+		}
+	}
+	var pids []int32
+	for _, pid := range res.PIDs {
+		if !failed[pid] {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // runRestorer starts /init as the restorer, waits for it and returns its

@@ -44,6 +44,9 @@ type restoreResult struct {
 	ResumedAt time.Time `json:"resumed_at"`
 	// SnapshotAt is the snapshot's CLOCK_REALTIME stamp.
 	SnapshotAt time.Time `json:"snapshot_at"`
+	// Failed lists the trees that were removed while the others were
+	// restored.
+	Failed []failure `json:"failed,omitempty"`
 }
 
 // init locks the main goroutine to the main thread, the thread group
@@ -179,9 +182,17 @@ func runRestore(log *klog.Kmsg, fsys fs.FS, res restoreResult) restoreResult {
 		return res
 	}
 	defer ar.Close()
+	// Killed tasks of a tree that fails are orphans; as their subreaper
+	// the restorer reaps them and frees their PIDs at once.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		log.Printf("prctl(PR_SET_CHILD_SUBREAPER): %v; init reaps the tasks of a failed tree", err)
+	}
 	stats, err := restore.Restore(ar, restore.Options{Logf: log.Printf})
 	res.ResumedAt = time.Now()
 	res.Processes, res.Threads, res.Pages, res.Restore = stats.Processes, stats.Threads, stats.Pages, stats.Total
+	for _, f := range stats.Failed {
+		res.Failed = append(res.Failed, failure{Root: f.Root, Comm: f.Comm, PIDs: f.PIDs, Reason: f.Error()})
+	}
 	if err != nil {
 		res.Error = err.Error()
 		return res

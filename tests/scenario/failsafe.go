@@ -3,6 +3,7 @@ package scenario
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -158,6 +159,47 @@ func CheckRootWritable(ctx context.Context, g *qemu.Guest) error {
 	}
 	if res.ExitCode != 0 {
 		return fmt.Errorf("write to the root disk failed or timed out (exit %d): %s", res.ExitCode, res.Stderr)
+	}
+	return nil
+}
+
+// TreeFailure is a process tree that ksu-init reported as not restored
+// in /run/ksu/report.json.
+type TreeFailure struct {
+	Root   int32   `json:"root"`
+	Comm   string  `json:"comm"`
+	PIDs   []int32 `json:"pids"`
+	Reason string  `json:"reason"`
+}
+
+// ReadTreeFailures reads the failures of the guest's restore report with
+// the tree they name, if any.
+func ReadTreeFailures(ctx context.Context, g *qemu.Guest) ([]TreeFailure, error) {
+	out, err := g.Output(ctx, "cat", "/run/ksu/report.json")
+	if err != nil {
+		return nil, fmt.Errorf("read the restore report: %w", err)
+	}
+	var r struct {
+		Failures []TreeFailure `json:"failures"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("decode the restore report: %w", err)
+	}
+	return r.Failures, nil
+}
+
+// CheckNotRunning checks that process pid of the guest no longer runs
+// argv0: the id is free or, once freed, taken by another program.
+func CheckNotRunning(ctx context.Context, g *qemu.Guest, pid int, argv0 string) error {
+	res, err := g.Run(ctx, "cat", fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return err
+	}
+	if got, _, _ := strings.Cut(string(res.Stdout), "\x00"); res.ExitCode == 0 && got == argv0 {
+		return fmt.Errorf("process %d still runs %s", pid, argv0)
+	}
+	if state, err := ProcessState(ctx, g, pid); err == nil && state == 'Z' {
+		return fmt.Errorf("process %d is a zombie", pid)
 	}
 	return nil
 }
