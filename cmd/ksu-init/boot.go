@@ -203,6 +203,9 @@ func (b *boot) restore() error {
 			initramfs.SnapshotDir, hdr.KernelRelease, hdr.Size, hdr.CompressedSize, hdr.Parts)
 		b.restoreProcesses(hdr)
 	}
+	if found {
+		wipeSnapshot(b.log, initramfs.SnapshotDir)
+	}
 	return nil
 }
 

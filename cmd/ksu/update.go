@@ -53,7 +53,9 @@ Switch the running machine to the kernel VMLINUZ with kexec. The new
 kernel starts with ksu's initramfs, which loads the modules for the root
 disk and the network, mounts the root filesystem and starts the real
 init. Its command line is the running one's, less BOOT_IMAGE= and
-initrd=, plus ARGS, plus panic=10 unless a panic= is given.
+initrd=, plus ARGS, plus panic=10 unless a panic= is given, plus
+init_on_free=1 unless an init_on_free= is given, so that the new kernel
+zeroes the pages of the snapshot when it frees them.
 
 With a selection, the selected process trees are checked, then frozen
 and dumped into the initramfs; ksu-init recreates them, with the
@@ -127,11 +129,13 @@ func update(o updateOptions) error {
 
 	// The base and modules archives are assembled before the freeze, so
 	// that the preserved processes do not wait for them.
+	lockMemory(log)
 	initrd, err := assembleInitrd(o, img.Release, log)
 	if err != nil {
 		return err
 	}
 	defer initrd.Close()
+	defer wipeInitrd(initrd, log) // update returns only when the kexec did not happen
 	// From the freeze on, a SIGKILL would leave the processes stopped;
 	// the guard resumes them if this process dies before disarming it.
 	guard, err := startGuard(o.pids)
@@ -236,7 +240,7 @@ func loadKernel(o updateOptions, initrd *kexec.Initrd, log *switchLog) error {
 	if err != nil {
 		return fmt.Errorf("read running kernel's command line: %w", err)
 	}
-	next := kexec.Cmdline(string(cmdline), o.appendArgs)
+	next := kexec.Cmdline(string(cmdline), withInitOnFree(string(cmdline), o.appendArgs))
 	start := time.Now()
 	if err := kexec.Load(o.kernel, initrd, next); err != nil {
 		return err
