@@ -104,18 +104,25 @@ func checkFD(pid, fd int) *RejectError {
 // fileTable holds the open file descriptions and pipes of all dumped
 // processes, so that descriptors sharing a description share its File.
 type fileTable struct {
-	files     []*snapshot.File
-	pipes     map[uint64]*snapshot.Pipe
-	owner     map[uint64]fdRef // File.ID to one descriptor that refers to it
-	unixSocks *unixTable       // set when the first Unix socket is recorded
-	tcp       *tcpTable        // set when established TCP sockets are saved
+	files []*snapshot.File
+	pipes map[uint64]*snapshot.Pipe
+	owner map[uint64]fdRef // File.ID to one descriptor that refers to it
+	// byInode maps the device and inode of each recorded description to
+	// its File.IDs. Recording a TCP or UDP socket clears File.Ref, so
+	// lookup cannot match descriptors by File.Ref.
+	byInode   map[inodeKey][]uint64
+	unixSocks *unixTable // set when the first Unix socket is recorded
+	tcp       *tcpTable  // set when established TCP sockets are saved
 	objects   *objectTable
 }
 
 type fdRef struct{ pid, fd int }
 
+type inodeKey struct{ dev, inode uint64 }
+
 func newFileTable() *fileTable {
-	return &fileTable{pipes: map[uint64]*snapshot.Pipe{}, owner: map[uint64]fdRef{}, objects: newObjectTable()}
+	return &fileTable{pipes: map[uint64]*snapshot.Pipe{}, owner: map[uint64]fdRef{},
+		byInode: map[inodeKey][]uint64{}, objects: newObjectTable()}
 }
 
 // recordFDs records the descriptor table of pid.
@@ -147,21 +154,20 @@ func (ft *fileTable) lookup(pid, fd int, info procfs.FDInfo) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, f := range ft.files {
-		if f.Ref.Inode != ref.Inode || f.Ref.Dev != ref.Dev {
-			continue
-		}
-		o := ft.owner[f.ID]
+	key := inodeKey{ref.Dev, ref.Inode}
+	for _, id := range ft.byInode[key] {
+		o := ft.owner[id]
 		same, err := sys.SameFile(o.pid, pid, o.fd, fd)
 		if err != nil {
 			return 0, fmt.Errorf("compare fd %d of process %d with fd %d of process %d: %w", fd, pid, o.fd, o.pid, err)
 		}
 		if same {
-			return f.ID, nil
+			return id, nil
 		}
 	}
 	f := &snapshot.File{ID: uint64(len(ft.files) + 1), Flags: uint32(info.Flags &^ unix.O_CLOEXEC), Pos: info.Pos, Ref: ref}
 	if special, err := ft.recordSpecial(pid, fd, info, f); special || err != nil {
+		ft.byInode[key] = append(ft.byInode[key], f.ID)
 		return f.ID, err
 	}
 	switch ref.Mode & unix.S_IFMT {
@@ -186,5 +192,6 @@ func (ft *fileTable) lookup(pid, fd int, info procfs.FDInfo) (uint64, error) {
 	}
 	ft.files = append(ft.files, f)
 	ft.owner[f.ID] = fdRef{pid, fd}
+	ft.byInode[key] = append(ft.byInode[key], f.ID)
 	return f.ID, nil
 }

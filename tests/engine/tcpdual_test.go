@@ -3,18 +3,26 @@ package engine
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ksu-project/ksu/pkg/dump"
 )
 
 // TestIntegrationTCPDualStackServer restores a server laid out like
 // redis-server: listeners on 0.0.0.0 and [::] (IPV6_V6ONLY) sharing a
-// port, and a connection from the test on that port. The restore must
-// rebuild the listeners whatever the order of the descriptors, and the
-// test's connection must carry a line each way afterwards.
+// port, all three watched by epoll, and a connection from the test on
+// that port. The dump must record each socket once although the epoll
+// list names it too, the restore must rebuild the listeners whatever the
+// order of the descriptors, and the test's connection must carry a line
+// each way afterwards.
 func TestIntegrationTCPDualStackServer(t *testing.T) {
 	needRoot(t)
 	if !runInNetns(t) {
@@ -27,6 +35,8 @@ func TestIntegrationTCPDualStackServer(t *testing.T) {
 	}{
 		{"listeners first", nil},
 		{"connection first", []string{"conn-first"}},
+		{"IPv6 listener first", []string{"v6-first"}},
+		{"IPv6 listener and connection first", []string{"v6-first", "conn-first"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -73,4 +83,57 @@ func tracePort(t *testing.T, tr *tracee) int {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// TestIntegrationRestoreFailureReaps makes "ksu restore" of the
+// two-threaded tcpdual server fail, because the test holds the
+// listeners' port, and checks that it exits and leaves no task of the
+// server behind: a killed thread that the restore had seized must not
+// keep its process from being reaped. It runs the command rather than
+// calling restore.Restore because the runtime may run the tracer on the
+// main OS thread there, which the runtime parks instead of ending.
+func TestIntegrationRestoreFailureReaps(t *testing.T) {
+	needRoot(t)
+	if !runInNetns(t) {
+		return
+	}
+	dir := t.TempDir()
+	ksu := buildKSU(t, dir)
+	bin := buildWithWL(t, dir, "tcpdual")
+	for i := range 5 {
+		tr, _ := startWorkload(t, bin, t.TempDir())
+		port := tracePort(t, tr)
+		pid := tr.cmd.Process.Pid
+		snap := filepath.Join(dir, "snapshot")
+		f, err := os.Create(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = dump.Dump(f, dump.Options{PIDs: []int{pid}, Exit: dump.ExitKill, Producer: "engine test"})
+		f.Close()
+		if err != nil {
+			t.Fatalf("Dump(%d) = %v, want nil error", pid, err)
+		}
+		tr.kill()
+		waitGone(t, []int{pid})
+
+		holder, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, ksu, "restore", snap).CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		holder.Close()
+		if timedOut {
+			t.Fatalf("run %d: ksu restore with port %d taken still ran after 30 s:\n%s", i, port, out)
+		}
+		if err == nil || !strings.Contains(string(out), "address already in use") {
+			t.Fatalf("run %d: ksu restore with port %d taken = %v, want EADDRINUSE; output:\n%s", i, port, err, out)
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("run %d: stat /proc/%d after the failed restore = %v, want it gone", i, pid, err)
+		}
+	}
 }

@@ -3,10 +3,16 @@
  * 0.0.0.0 and [::] (IPV6_V6ONLY) on one port, both with SO_REUSEADDR,
  * and one connection accepted from a peer outside the process.
  *
+ * Like redis-server, it watches the listeners and the connection with
+ * epoll, so that a dump meets each socket twice: as an epoll target and
+ * as a descriptor. Like redis-server's background threads, a second
+ * thread waits in pause() for the whole run.
+ *
  * It prints READY, then "PORT <n>", accepts one connection on the IPv4
  * listener and prints ACCEPTED. With the argument "conn-first" it then
  * moves the connection to a descriptor below the listeners, so that a
  * dump meets the connection before the listeners that share its port.
+ * With "v6-first" it creates the IPv6 listener before the IPv4 one.
  *
  * At check time the connection must carry a line each way ("after\n"
  * in, "reply\n" out), and each listener must still be bound to its
@@ -18,8 +24,10 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -97,28 +105,66 @@ static void check_conn(int conn)
 		wl_fail("outside peer: send: %s", strerror(errno));
 }
 
+static int has_arg(int argc, char **argv, const char *arg)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], arg) == 0)
+			return 1;
+	return 0;
+}
+
+static void watch(int epfd, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev))
+		wl_die("epoll_ctl");
+}
+
+static void *idle(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in any4 = { .sin_family = AF_INET }, loop4;
 	struct sockaddr_in6 any6 = { .sin6_family = AF_INET6 }, loop6;
-	int low, listener4, listener6, conn;
+	int low, listener4, listener6, conn, epfd;
+	pthread_t thread;
 
 	wl_init();
+	if (pthread_create(&thread, NULL, idle, NULL))
+		wl_die("pthread_create");
 	/* Hold the lowest free descriptor for the connection in conn-first mode. */
 	low = open("/dev/null", O_RDONLY);
 	if (low < 0)
 		wl_die("open /dev/null");
-	listener4 = listen_on((struct sockaddr *)&any4, sizeof(any4));
-	any6.sin6_port = any4.sin_port;
 	any6.sin6_addr = in6addr_any;
-	listener6 = listen_on((struct sockaddr *)&any6, sizeof(any6));
+	if (has_arg(argc, argv, "v6-first")) {
+		listener6 = listen_on((struct sockaddr *)&any6, sizeof(any6));
+		any4.sin_port = any6.sin6_port;
+		listener4 = listen_on((struct sockaddr *)&any4, sizeof(any4));
+	} else {
+		listener4 = listen_on((struct sockaddr *)&any4, sizeof(any4));
+		any6.sin6_port = any4.sin_port;
+		listener6 = listen_on((struct sockaddr *)&any6, sizeof(any6));
+	}
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0)
+		wl_die("epoll_create1");
+	watch(epfd, listener4);
+	watch(epfd, listener6);
 	wl_ready();
 	printf("PORT %d\n", ntohs(any4.sin_port));
 
 	conn = accept(listener4, NULL, NULL);
 	if (conn < 0)
 		wl_die("accept");
-	if (argc > 1 && strcmp(argv[1], "conn-first") == 0) {
+	if (has_arg(argc, argv, "conn-first")) {
 		if (dup2(conn, low) < 0)
 			wl_die("dup2");
 		close(conn);
@@ -126,6 +172,7 @@ int main(int argc, char **argv)
 	} else {
 		close(low);
 	}
+	watch(epfd, conn);
 	printf("ACCEPTED fd %d, listeners fd %d and %d\n", conn, listener4, listener6);
 
 	wl_wait_check();
