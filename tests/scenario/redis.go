@@ -2,12 +2,14 @@ package scenario
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ksu-project/ksu/pkg/phase"
 	"github.com/ksu-project/ksu/qemu"
 )
 
@@ -185,4 +187,195 @@ func (s GuestStep) KSUTook() (time.Duration, error) {
 		}
 	}
 	return 0, fmt.Errorf("no summary line in ksu output %q", s.Output)
+}
+
+// RedisKeys and RedisValueSize are how much the tests and the demo fill
+// redis-server with: 200000 values of 512 bytes, about 137 MiB of
+// used_memory.
+const (
+	RedisKeys      = 200000
+	RedisValueSize = 512
+)
+
+// RedisMarker is the key that a RedisSession writes just before the
+// server is dumped, to show that the last write before the pause
+// survives it.
+const RedisMarker = "ksu:marker"
+
+// RedisState is what a client reads to compare the server before a dump
+// and after the restore.
+type RedisState struct {
+	DBSize int64
+	Digest string // DEBUG DIGEST of the whole data set
+	PID    int    // process_id of INFO server
+	RunID  string // run_id of INFO server, new on every start
+}
+
+// ReadRedisState reads DBSIZE, DEBUG DIGEST and INFO server on c.
+func ReadRedisState(c *RedisClient) (RedisState, error) {
+	var s RedisState
+	var err error
+	if s.DBSize, err = c.Int("DBSIZE"); err != nil {
+		return s, err
+	}
+	if s.Digest, err = c.String("DEBUG", "DIGEST"); err != nil {
+		return s, err
+	}
+	info, err := c.String("INFO", "server")
+	if err != nil {
+		return s, err
+	}
+	pid, err := RedisInfoField(info, "process_id")
+	if err == nil {
+		s.PID, err = strconv.Atoi(pid)
+	}
+	if err != nil {
+		return s, fmt.Errorf("INFO server process_id: %w", err)
+	}
+	if s.RunID, err = RedisInfoField(info, "run_id"); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// RedisSession is a loaded redis-server in the guest and a host client
+// on one TCP connection to it, through the guest's forward of RedisPort.
+type RedisSession struct {
+	Server Redis
+	Client *RedisClient
+	// UsedMemory is used_memory after the server was filled, in bytes.
+	UsedMemory int64
+	// Before is the state read after the last SetMarker.
+	Before RedisState
+	// Marker is the value that the last SetMarker wrote.
+	Marker string
+}
+
+// StartRedisSession starts redis-server in the guest, fills it with keys
+// values of valueSize bytes and connects the host client. The caller
+// closes s.Client.
+func StartRedisSession(ctx context.Context, g *qemu.Guest, keys, valueSize int) (*RedisSession, error) {
+	srv, err := StartRedis(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	used, err := srv.Populate(ctx, g, keys, valueSize)
+	if err != nil {
+		return nil, err
+	}
+	c, err := DialRedis(fmt.Sprintf("127.0.0.1:%d", g.HostPort(RedisPort)))
+	if err != nil {
+		return nil, err
+	}
+	s := &RedisSession{Server: srv, Client: c, UsedMemory: used}
+	if s.Before, err = ReadRedisState(c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if s.Before.PID != srv.PID {
+		c.Close()
+		return nil, fmt.Errorf("INFO server process_id = %d, want the spawned pid %d", s.Before.PID, srv.PID)
+	}
+	if s.Before.DBSize != int64(keys) {
+		c.Close()
+		return nil, fmt.Errorf("DBSIZE = %d after DEBUG POPULATE %d, want %d", s.Before.DBSize, keys, keys)
+	}
+	return s, nil
+}
+
+// SetMarker writes value to RedisMarker and reads the state again.
+func (s *RedisSession) SetMarker(value string) error {
+	if _, err := s.Client.String("SET", RedisMarker, value); err != nil {
+		return err
+	}
+	s.Marker = value
+	var err error
+	s.Before, err = ReadRedisState(s.Client)
+	return err
+}
+
+// CheckPreserved checks, on the client's original connection, that the
+// server holds the data it had at the last SetMarker, with the same PID
+// and run_id, and that it takes a new write. It returns one error per
+// difference.
+func (s *RedisSession) CheckPreserved(ctx context.Context, g *qemu.Guest) error {
+	after, err := ReadRedisState(s.Client)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if after != s.Before {
+		errs = append(errs, fmt.Errorf("server state = %+v, want %+v", after, s.Before))
+	}
+	if v, err := s.Client.String("GET", RedisMarker); err != nil || v != s.Marker {
+		errs = append(errs, fmt.Errorf("GET %s = %q, %v, want %q", RedisMarker, v, err, s.Marker))
+	}
+	next := s.Marker + "+1"
+	if _, err := s.Client.String("SET", RedisMarker, next); err != nil {
+		errs = append(errs, fmt.Errorf("SET %s: %w", RedisMarker, err))
+	}
+	if v, err := s.Client.String("GET", RedisMarker); err != nil || v != next {
+		errs = append(errs, fmt.Errorf("GET %s after a new write = %q, %v, want %q", RedisMarker, v, err, next))
+	}
+	comm, err := g.Output(ctx, "cat", fmt.Sprintf("/proc/%d/comm", s.Before.PID))
+	if err != nil || strings.TrimSpace(string(comm)) != "redis-server" {
+		errs = append(errs, fmt.Errorf("guest /proc/%d/comm = %q, %v, want redis-server", s.Before.PID, comm, err))
+	}
+	return errors.Join(errs...)
+}
+
+// RedisUpdate is what one kernel update under a RedisSession took.
+type RedisUpdate struct {
+	Switch Switch
+	// Client is what the client's PINGs saw during the update.
+	Client PauseStats
+	// Report is ksu-init's report on the new kernel.
+	Report Report
+}
+
+// UpdateRedis switches the guest to release to with "ksu update --pid"
+// on the server of s while the client sends PING on its connection every
+// 50 ms, and reads ksu-init's report. It fails when the connection
+// breaks or the report lists a failure.
+func UpdateRedis(ctx context.Context, g *qemu.Guest, s *RedisSession, to string) (RedisUpdate, error) {
+	var u RedisUpdate
+	watch := s.Client.WatchPauses(50 * time.Millisecond)
+	sw, err := UpdateKernel(ctx, g, to, "--pid", strconv.Itoa(s.Server.PID))
+	if err != nil {
+		s.Client.Close() // ends the PING in flight, which gets no reply without a server
+		watch.Stop()
+		return u, err
+	}
+	u.Switch = sw
+	u.Client, err = watch.Stop()
+	if err != nil {
+		return u, fmt.Errorf("client connection broke during the update: %w", err)
+	}
+	if u.Report, err = ReadReport(ctx, g); err != nil {
+		return u, err
+	}
+	if len(u.Report.Failures) > 0 {
+		return u, fmt.Errorf("restore failures in the report: %+v", u.Report.Failures)
+	}
+	return u, nil
+}
+
+// Summary formats the switch, the report's phase times, the pause that
+// ksu-init measured and the pause that the client saw.
+func (u RedisUpdate) Summary() string {
+	var b strings.Builder
+	b.WriteString(u.Switch.Report())
+	fmt.Fprintf(&b, "report of ksu-init on %s: restored %v\n", u.Report.Kernel, u.Report.Restored)
+	for _, p := range u.Report.Phases {
+		fmt.Fprintf(&b, "  %-26s %8s  (started %s guest time)\n", "phase "+string(p.Phase),
+			p.Duration.Round(time.Millisecond), p.Start.UTC().Format("15:04:05.000"))
+		if p.Phase == phase.Resume {
+			fmt.Fprintf(&b, "  %-26s %s guest time\n", "processes resumed at", p.Start.UTC().Format("15:04:05.000"))
+		}
+	}
+	fmt.Fprintf(&b, "  %-26s %8s  (snapshot stamp to resume, guest clock)\n", "pause in the report",
+		time.Duration(u.Report.Pause).Round(time.Millisecond))
+	fmt.Fprintf(&b, "  %-26s %8s  (longest PING round trip of %d, sent at %s host time)\n", "pause the client saw",
+		u.Client.MaxPause.Round(time.Millisecond), u.Client.Pings, u.Client.At.UTC().Format("15:04:05.000"))
+	return b.String()
 }
