@@ -93,6 +93,10 @@ Options:
 			return err
 		}
 		o.kernel = kernel
+		// Checked before the locks, whose directory only root can create.
+		if err := checkRoot(); err != nil {
+			return err
+		}
 		locks, err := prepareUpdate(fs, &o, &sel, &common)
 		if err != nil {
 			return err
@@ -175,10 +179,18 @@ func update(o updateOptions) error {
 	return errors.Join(switchKernel(&tl, log), resumeTrees(o.pids))
 }
 
+// checkRoot rejects a user other than root.
+func checkRoot() error {
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root: loading a kernel needs CAP_SYS_BOOT, and freezing processes CAP_SYS_PTRACE")
+	}
+	return nil
+}
+
 // checkUpdate checks everything the switch needs before anything changes.
 func checkUpdate(o updateOptions) (kexec.Image, error) {
-	if os.Geteuid() != 0 {
-		return kexec.Image{}, errors.New("must run as root: loading a kernel needs CAP_SYS_BOOT")
+	if err := checkRoot(); err != nil {
+		return kexec.Image{}, err
 	}
 	img, err := kexec.ReadImage(o.kernel)
 	if err != nil {
