@@ -14,15 +14,15 @@ import (
 // openAnon creates the eventfd, timerfd, signalfd or epoll instance of
 // sf in the restorer, with its state and status flags. An epoll instance
 // gets its interest list later, from inside a process that holds the
-// targets (addEpollTargets).
-func openAnon(sf *snapshot.File) (*fdFile, error) {
+// targets (addEpollTargets). dumpedAt is the wall-clock time of the dump.
+func openAnon(sf *snapshot.File, dumpedAt time.Time) (*fdFile, error) {
 	var f *fdFile
 	var err error
 	switch {
 	case sf.Kind == snapshot.FileEventFD && sf.EventFD != nil:
 		f, err = newEventFD(sf.EventFD)
 	case sf.Kind == snapshot.FileTimerFD && sf.TimerFD != nil:
-		f, err = newTimerFD(sf.TimerFD)
+		f, err = newTimerFD(sf.TimerFD, dumpedAt)
 	case sf.Kind == snapshot.FileSignalFD && sf.SignalFD != nil:
 		f, err = newSignalFD(sf.SignalFD)
 	case sf.Kind == snapshot.FileEpoll && sf.Epoll != nil:
@@ -65,15 +65,17 @@ func newEventFD(e *snapshot.EventFD) (*fdFile, error) {
 
 // newTimerFD creates a timerfd and arms it with the time that was left at
 // the dump, so the time the processes spent frozen does not count. A
-// TFD_TIMER_ABSTIME timer is armed for now plus that time, absolute
-// again, so that TFD_TIMER_CANCEL_ON_SET keeps working.
-func newTimerFD(t *snapshot.TimerFD) (*fdFile, error) {
+// TFD_TIMER_ABSTIME timer is armed absolute again, so that
+// TFD_TIMER_CANCEL_ON_SET keeps working: on a clock that counts wall
+// time, at the same deadline, since the frozen time passed for the
+// clock too; on the others, at now plus the time left.
+func newTimerFD(t *snapshot.TimerFD, dumpedAt time.Time) (*fdFile, error) {
 	fd, err := unix.TimerfdCreate(int(t.Clock), unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
 	if err != nil {
 		return nil, err
 	}
 	f := &fdFile{fd, "timerfd"}
-	if err := armTimerFD(fd, t); err != nil {
+	if err := armTimerFD(fd, t, dumpedAt); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -86,7 +88,7 @@ func newTimerFD(t *snapshot.TimerFD) (*fdFile, error) {
 	return f, nil
 }
 
-func armTimerFD(fd int, t *snapshot.TimerFD) error {
+func armTimerFD(fd int, t *snapshot.TimerFD, dumpedAt time.Time) error {
 	value := t.Value
 	if value <= 0 && t.Interval > 0 {
 		// A periodic timer that expired and was not read since shows no
@@ -99,17 +101,37 @@ func armTimerFD(fd int, t *snapshot.TimerFD) error {
 		return nil // disarmed
 	}
 	if t.Flags&unix.TFD_TIMER_ABSTIME != 0 {
-		var now unix.Timespec
-		if err := unix.ClockGettime(t.Clock, &now); err != nil {
-			return fmt.Errorf("read clock %d: %w", t.Clock, err)
+		deadline, err := absoluteDeadline(t.Clock, value, dumpedAt)
+		if err != nil {
+			return err
 		}
-		value += time.Duration(now.Nano())
+		value = deadline
 	}
 	spec := unix.ItimerSpec{Interval: unix.NsecToTimespec(int64(t.Interval)), Value: unix.NsecToTimespec(int64(value))}
 	if err := unix.TimerfdSettime(fd, int(t.Flags), &spec, nil); err != nil {
 		return fmt.Errorf("arm for %v every %v (flags %#x): %w", value, t.Interval, t.Flags, err)
 	}
 	return nil
+}
+
+// absoluteDeadline returns the time on clock at which a timer with left
+// to run at the dump expires now. A deadline that passed while the
+// processes were frozen makes the timer expire as soon as it is armed.
+func absoluteDeadline(clock int32, left time.Duration, dumpedAt time.Time) (time.Duration, error) {
+	if wallClock(clock) && !dumpedAt.IsZero() {
+		return time.Duration(dumpedAt.UnixNano()) + left, nil
+	}
+	var now unix.Timespec
+	if err := unix.ClockGettime(clock, &now); err != nil {
+		return 0, fmt.Errorf("read clock %d: %w", clock, err)
+	}
+	return time.Duration(now.Nano()) + left, nil
+}
+
+// wallClock reports whether clock counts wall time, which goes on while
+// the processes are frozen and across a kernel switch.
+func wallClock(clock int32) bool {
+	return clock == unix.CLOCK_REALTIME || clock == unix.CLOCK_REALTIME_ALARM
 }
 
 func newSignalFD(s *snapshot.SignalFD) (*fdFile, error) {

@@ -33,7 +33,7 @@ func (rs *restorer) openFile(id uint64) (*fdFile, error) {
 	case snapshot.FileFIFO:
 		f, err = rs.openFIFO(sf)
 	case snapshot.FileEventFD, snapshot.FileTimerFD, snapshot.FileSignalFD, snapshot.FileEpoll:
-		f, err = openAnon(sf)
+		f, err = openAnon(sf, rs.dumpedAt)
 	case snapshot.FilePipe:
 		f, err = rs.openPipe(sf)
 	case snapshot.FileUnixSocket:

@@ -77,6 +77,7 @@ type restorer struct {
 	mems     map[int32]*os.File           // pid to its /proc/PID/mem
 	objs     *objectState                 // shared memory, FIFOs and epoll lists; see objects
 	vdso     *vdsoSwitch                  // plan for reaching the running kernel's vDSO
+	dumpedAt time.Time                    // CLOCK_REALTIME at the dump
 	roots    map[int32]int32              // pid to the pid of its tree's root
 	failed   map[int32]bool               // roots of the trees removed so far
 	stats    Stats
@@ -115,7 +116,8 @@ func Restore(r io.Reader, opts Options) (Stats, error) {
 	}
 	rs := &restorer{opts: opts, files: map[uint64]*snapshot.File{}, pipes: map[uint64]*snapshot.Pipe{},
 		open: map[uint64]*fdFile{}, pipeEnds: map[uint64][2]*fdFile{}, mapped: map[snapshot.FileRef]*fdFile{},
-		pidfds: map[int]uintptr{}, mems: map[int32]*os.File{}, vdso: vs, failed: map[int32]bool{}}
+		pidfds: map[int]uintptr{}, mems: map[int32]*os.File{}, vdso: vs, dumpedAt: rd.Meta().Time,
+		failed: map[int32]bool{}}
 	rs.logf("snapshot of kernel %s on kernel %s: %s", rd.Meta().KernelRelease, runningRelease(), vs.describe())
 	defer rs.closeFiles()
 	if err := rs.run(rd); err != nil {

@@ -1,0 +1,44 @@
+package restore
+
+import (
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ksu-project/ksu/pkg/snapshot"
+)
+
+// TestTimerFDAbsoluteDeadline arms absolute timerfds as if the dump had
+// happened three seconds ago with five seconds left: a wall-clock timer
+// keeps its deadline (two seconds left), a monotonic one does not count
+// the frozen time (five seconds left).
+func TestTimerFDAbsoluteDeadline(t *testing.T) {
+	dumpedAt := time.Now().Add(-3 * time.Second)
+	for _, tt := range []struct {
+		name  string
+		clock int32
+		want  time.Duration
+	}{
+		{"realtime keeps its deadline", unix.CLOCK_REALTIME, 2 * time.Second},
+		{"monotonic skips the frozen time", unix.CLOCK_MONOTONIC, 5 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tfd := &snapshot.TimerFD{Clock: tt.clock, Flags: unix.TFD_TIMER_ABSTIME, Value: 5 * time.Second}
+			f, err := newTimerFD(tfd, dumpedAt)
+			if err != nil {
+				t.Fatalf("newTimerFD(%+v) = %v", tfd, err)
+			}
+			defer f.Close()
+
+			var cur unix.ItimerSpec
+			if err := unix.TimerfdGettime(f.fd, &cur); err != nil {
+				t.Fatal(err)
+			}
+			left := time.Duration(cur.Value.Nano())
+			if left > tt.want || left < tt.want-time.Second {
+				t.Errorf("time left on the timerfd = %v, want about %v", left, tt.want)
+			}
+		})
+	}
+}
