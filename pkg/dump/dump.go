@@ -12,6 +12,7 @@ import (
 	"github.com/ksu-project/ksu/pkg/netconf"
 	"github.com/ksu-project/ksu/pkg/ptrace"
 	"github.com/ksu-project/ksu/pkg/snapshot"
+	"github.com/ksu-project/ksu/pkg/timens"
 )
 
 // Exit is the fate of the dumped processes after a successful dump.
@@ -107,7 +108,7 @@ func write(w io.Writer, procs []*process, opts Options) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("start snapshot: %w", err)
 	}
-	meta, err := readMeta(opts.Producer)
+	meta, err := readMeta(opts.Producer, livePIDs(procs))
 	if err != nil {
 		return 0, err
 	}
@@ -189,7 +190,22 @@ func finish(t *ptrace.Tracer, pids []int, exit Exit) error {
 	return nil
 }
 
-func readMeta(producer string) (*snapshot.Meta, error) {
+// livePIDs returns the PIDs of procs that are not zombies.
+func livePIDs(procs []*process) []int {
+	var pids []int
+	for _, p := range procs {
+		if p.proc.MM != nil {
+			pids = append(pids, p.pid)
+		}
+	}
+	return pids
+}
+
+// readMeta reads the snapshot-wide state. Its clocks are those that the
+// live processes pids read: a process that an earlier update restored
+// lives in a time namespace whose offsets continue the clocks of the
+// kernel before, and the next restore must continue those.
+func readMeta(producer string, pids []int) (*snapshot.Meta, error) {
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return nil, fmt.Errorf("read kernel release: %w", err)
@@ -205,6 +221,10 @@ func readMeta(producer string) (*snapshot.Meta, error) {
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot); err != nil {
 		return nil, fmt.Errorf("read boot-time clock: %w", err)
 	}
+	offsets, err := timens.Latest(procRoot, pids)
+	if err != nil {
+		return nil, err
+	}
 	image, err := readVDSO()
 	if err != nil {
 		return nil, err
@@ -218,8 +238,8 @@ func readMeta(producer string) (*snapshot.Meta, error) {
 		BootID:        string(trimNewline(bootID)),
 		Machine:       unix.ByteSliceToString(uts.Machine[:]),
 		PageSize:      uint32(os.Getpagesize()),
-		Monotonic:     time.Duration(mono.Nano()),
-		Boottime:      time.Duration(boot.Nano()),
+		Monotonic:     time.Duration(mono.Nano()) + offsets.Monotonic,
+		Boottime:      time.Duration(boot.Nano()) + offsets.Boottime,
 		Time:          time.Now(),
 		Hostname:      unix.ByteSliceToString(uts.Nodename[:]),
 		Producer:      producer,

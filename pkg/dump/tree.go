@@ -16,7 +16,18 @@ const maxFreezePasses = 16
 
 // namespaces are the namespace kinds a dumped process must share with
 // the dumper, because the restore recreates processes in its own.
-var namespaces = []string{"pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"}
+//
+// The time namespace may differ, because ksu-init puts the restored
+// processes in a new one whose offsets continue the clocks that Meta
+// records, and those are the clocks the processes read (readMeta). So a
+// process that an earlier update restored can be preserved again.
+//
+// Limitation: ksu restore on the running kernel recreates processes in
+// its own time namespace, so processes dumped from a namespace with
+// offsets (restored by ksu-init earlier) see their clocks jump by those
+// offsets, back when the offsets are positive. Giving ksu restore the
+// time namespace step of ksu-init would lift it.
+var namespaces = []string{"pid", "mnt", "net", "ipc", "uts", "user", "cgroup"}
 
 // freeze seizes and interrupts every thread of the trees rooted at roots
 // and returns the pids in the order parents first.

@@ -10,8 +10,8 @@ type Meta struct {
 	BootID        string        // /proc/sys/kernel/random/boot_id of that boot
 	Machine       string        // architecture, as uname -m prints it ("x86_64")
 	PageSize      uint32        // page size in bytes; page ranges are multiples of it
-	Monotonic     time.Duration // CLOCK_MONOTONIC at the dump
-	Boottime      time.Duration // CLOCK_BOOTTIME at the dump
+	Monotonic     time.Duration // CLOCK_MONOTONIC at the dump, as the dumped processes read it
+	Boottime      time.Duration // CLOCK_BOOTTIME at the dump, as the dumped processes read it
 	Time          time.Time     // CLOCK_REALTIME at the dump
 	Hostname      string        // UTS host name of the dumped processes
 	Producer      string        // name and version of the program that wrote the snapshot
