@@ -15,7 +15,8 @@ import (
 
 // TestCLI runs the operator's commands in one guest: ksu check names an
 // object that blocks a tree, ksu update --dry-run leaves the workload
-// running, and after a real update ksu status lists the preserved pid.
+// running, --unit and --all select a systemd service, and after a real
+// update ksu status lists the preserved pid.
 func TestCLI(t *testing.T) {
 	im := findImages(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -37,6 +38,7 @@ func TestCLI(t *testing.T) {
 	t.Run("check rejects namespace", func(t *testing.T) { testCheckRejects(t, ctx, g) })
 	t.Run("check accepts workload", func(t *testing.T) { testCheckAccepts(t, ctx, g, im, clock) })
 	t.Run("dry run", func(t *testing.T) { testDryRun(t, ctx, g, im, clock) })
+	t.Run("select unit and all", func(t *testing.T) { testSelectUnit(t, ctx, g) })
 	if t.Failed() {
 		return
 	}
@@ -191,6 +193,118 @@ func testStatusAfterUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, im 
 	if verdict != "PASS" {
 		t.Errorf("clock %d after the dry run and the update: verdict %q, want PASS", clock.PID, verdict)
 	}
+}
+
+// demoUnit is the transient service that testSelectUnit starts.
+const demoUnit = "ksu-demo-svc"
+
+// testSelectUnit starts a transient service of two processes, a shell
+// and its sleep, and selects it with --unit and --all. ksu check must
+// name both processes as one preservable tree, and --all must list it
+// and leave out init and systemd's daemons with reasons. A dry run with
+// --unit must leave the service running. The service writes to
+// /dev/null, so none of its descriptors leads to journald.
+func testSelectUnit(t *testing.T, ctx context.Context, g *qemu.Guest) {
+	res, err := g.Run(ctx, "systemd-run", "--unit="+demoUnit, "-p", "StandardOutput=null", "-p", "StandardError=null",
+		"/bin/sh", "-c", "sleep 600 & wait")
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("systemd-run --unit=%s = exit %d, %v; stderr %q", demoUnit, res.ExitCode, err, res.Stderr)
+	}
+	defer g.Run(ctx, "systemctl", "stop", demoUnit)
+	main, kid, err := waitUnitTree(ctx, g, demoUnit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int{main, kid}
+
+	rep, checkRes, err := scenario.Check(ctx, g, "--unit", demoUnit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ksu check --json --unit %s:\n%s", demoUnit, checkRes.Stdout)
+	if checkRes.ExitCode != 0 || !rep.Proceed {
+		t.Errorf("ksu check --unit %s = exit %d, proceed %v, want 0 and true; stderr %q",
+			demoUnit, checkRes.ExitCode, rep.Proceed, checkRes.Stderr)
+	}
+	if len(rep.Trees) != 1 || rep.Trees[0].Root != main || !slices.Equal(rep.Trees[0].PIDs, want) ||
+		!rep.Trees[0].Preservable {
+		t.Errorf("ksu check --unit %s trees = %+v, want one preservable tree of %v", demoUnit, rep.Trees, want)
+	}
+
+	testSelectAll(t, ctx, g, want)
+
+	dryRes, err := scenario.RunKSU(ctx, g, 5*time.Minute, "update", "--latest", "--dry-run", "--verbose", "--unit", demoUnit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ksu update --dry-run --verbose --unit %s: exit %d\nstderr:\n%s", demoUnit, dryRes.ExitCode, dryRes.Stderr)
+	if dryRes.ExitCode != 0 {
+		t.Errorf("ksu update --dry-run --unit %s exit status = %d, want 0", demoUnit, dryRes.ExitCode)
+	}
+	for _, trace := range []string{"selection: unit " + demoUnit, "locks: holding /run/ksu/lock", "freeze: 2 processes"} {
+		if !strings.Contains(dryRes.Stderr, trace) {
+			t.Errorf("ksu update --dry-run --verbose stderr lacks %q", trace)
+		}
+	}
+	if active, err := g.Output(ctx, "systemctl", "is-active", demoUnit); err != nil || strings.TrimSpace(string(active)) != "active" {
+		t.Errorf("systemctl is-active %s after the dry run = %q, %v, want active", demoUnit, active, err)
+	}
+	if m, k, err := waitUnitTree(ctx, g, demoUnit); err != nil || m != main || k != kid {
+		t.Errorf("%s after the dry run = processes %d and %d, %v, want %d and %d still running", demoUnit, m, k, err, main, kid)
+	}
+}
+
+// testSelectAll runs ksu check --all: the tree of pids must be among its
+// trees, and init and systemd-journald among what it leaves out.
+func testSelectAll(t *testing.T, ctx context.Context, g *qemu.Guest, pids []int) {
+	rep, res, err := scenario.Check(ctx, g, "--all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ksu check --all --json: exit %d, %d trees, %d skipped", res.ExitCode, len(rep.Trees), len(rep.Skipped))
+	for _, tree := range rep.Trees {
+		t.Logf("  tree %v, preservable %v", tree.PIDs, tree.Preservable)
+	}
+	for _, s := range rep.Skipped {
+		if !strings.Contains(s.Reason, "kernel thread") {
+			t.Logf("  skipped process %d (%s): %s", s.PID, s.Comm, s.Reason)
+		}
+	}
+	found := false
+	for _, tree := range rep.Trees {
+		found = found || slices.Equal(tree.PIDs, pids) && tree.Preservable
+	}
+	if !found {
+		t.Errorf("ksu check --all trees = %+v, want a preservable tree of %v", rep.Trees, pids)
+	}
+	skippedInit, skippedJournald := false, false
+	for _, s := range rep.Skipped {
+		skippedInit = skippedInit || s.PID == 1 && strings.Contains(s.Reason, "init")
+		skippedJournald = skippedJournald || s.Comm == "systemd-journal" && strings.Contains(s.Reason, "systemd's own daemons")
+	}
+	if !skippedInit || !skippedJournald {
+		t.Errorf("ksu check --all skipped = %+v, want process 1 and systemd-journald with their reasons", rep.Skipped)
+	}
+}
+
+// waitUnitTree waits, at most 10 seconds, until the main process of
+// unit has a child, and returns both pids.
+func waitUnitTree(ctx context.Context, g *qemu.Guest, unit string) (main, kid int, err error) {
+	for range 50 {
+		out, err := g.Output(ctx, "systemctl", "show", "-p", "MainPID", "--value", unit)
+		if err == nil {
+			main, _ = strconv.Atoi(strings.TrimSpace(string(out)))
+		}
+		if main > 0 {
+			path := fmt.Sprintf("/proc/%d/task/%d/children", main, main)
+			if out, err := g.Output(ctx, "cat", path); err == nil && len(strings.Fields(string(out))) == 1 {
+				kid, _ = strconv.Atoi(strings.Fields(string(out))[0])
+				return main, kid, nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return 0, 0, fmt.Errorf("unit %s has no main process with one child after 10s (main %d)", unit, main)
 }
 
 // waitComm waits, at most 10 seconds, until process pid runs comm.

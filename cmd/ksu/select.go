@@ -387,6 +387,9 @@ func prepareUpdate(fs *flag.FlagSet, o *updateOptions, sel *selection, common *c
 	if err := common.apply(fs, sel, &o.appendArgs); err != nil {
 		return nil, err
 	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("must run as root: the locks, the freeze and the kernel load need it")
+	}
 	locks, err := defaultLocks.acquire()
 	if err != nil {
 		return nil, err

@@ -44,6 +44,11 @@ type CheckReport struct {
 		RSSBytes      uint64 `json:"rss_bytes"`
 		SnapshotBytes uint64 `json:"snapshot_bytes_estimate"`
 	} `json:"trees"`
+	Skipped []struct {
+		PID    int    `json:"pid"`
+		Comm   string `json:"comm"`
+		Reason string `json:"reason"`
+	} `json:"skipped"`
 	Kernel *struct {
 		Path        string   `json:"path"`
 		Release     string   `json:"release"`
