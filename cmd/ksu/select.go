@@ -382,13 +382,10 @@ func isDir(path string) bool {
 
 // prepareUpdate applies the config file to the flags of ksu update,
 // takes the locks and resolves the selection into o.pids. The caller
-// releases the locks.
+// checks for root first and releases the locks.
 func prepareUpdate(fs *flag.FlagSet, o *updateOptions, sel *selection, common *commonFlags) (*heldLocks, error) {
 	if err := common.apply(fs, sel, &o.appendArgs); err != nil {
 		return nil, err
-	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("must run as root: the locks, the freeze and the kernel load need it")
 	}
 	locks, err := defaultLocks.acquire()
 	if err != nil {
