@@ -3,7 +3,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -44,22 +43,54 @@ func TestPreserveAcrossKernelsBack(t *testing.T) {
 }
 
 func testPreserveAcross(t *testing.T, ctx context.Context, g *qemu.Guest, from, to string) {
-	const clockPath = "/usr/local/bin/ksu-clock"
+	installCrossPrograms(t, ctx, g)
+	group := startCrossGroup(t, ctx, g, "", crossWorkloads, to)
+	switchPreserving(t, ctx, g, from, to, group)
+	group.check(t, ctx, g)
+}
+
+// Guest paths of the clock sampler and the vDSO caller.
+const (
+	clockPath = "/usr/local/bin/ksu-clock"
+	callPath  = "/usr/local/bin/ksu-vdsocall"
+)
+
+// crossGroup is a clock sampler, a vDSO caller and workloads started
+// together in a guest, preserved across one or more switches, then
+// checked together.
+type crossGroup struct {
+	clock scenario.Preserved
+	all   []scenario.Preserved // the sampler and the vDSO caller first
+	argv0 map[int]string       // command each process must still run, by PID
+	xfail map[int]string       // why a workload is expected to fail, by PID
+}
+
+// installCrossPrograms compiles the clock sampler and the vDSO caller and
+// copies them into the guest.
+func installCrossPrograms(t *testing.T, ctx context.Context, g *qemu.Guest) {
+	t.Helper()
 	if err := scenario.InstallClock(ctx, g, t.TempDir(), clockPath); err != nil {
 		t.Fatal(err)
 	}
-	clock, err := scenario.StartWorkload(ctx, g, "clock", clockPath)
+	if err := scenario.InstallProgram(ctx, g, t.TempDir(), callPath, scenario.VDSOCallSource); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startCrossGroup starts a group whose scratch directories end in
+// suffix, with the workloads names. A workload is expected to fail when
+// its desc file marks it for any of releases, the kernels the group will
+// be switched to.
+func startCrossGroup(t *testing.T, ctx context.Context, g *qemu.Guest, suffix string, names []string, releases ...string) *crossGroup {
+	t.Helper()
+	clock, err := scenario.StartWorkload(ctx, g, "clock"+suffix, clockPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := clock.WaitLog(ctx, g, time.Minute, "clock"); err != nil {
 		t.Fatal(err)
 	}
-	const callPath = "/usr/local/bin/ksu-vdsocall"
-	if err := scenario.InstallProgram(ctx, g, t.TempDir(), callPath, scenario.VDSOCallSource); err != nil {
-		t.Fatal(err)
-	}
-	call, err := scenario.StartWorkload(ctx, g, "vdsocall", callPath)
+	call, err := scenario.StartWorkload(ctx, g, "vdsocall"+suffix, callPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,35 +98,78 @@ func testPreserveAcross(t *testing.T, ctx context.Context, g *qemu.Guest, from, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("functions of the %s vDSO: %s", from, found)
-	argv0 := map[int]string{clock.PID: clockPath, call.PID: callPath}
-	all := []scenario.Preserved{clock, call}
-	xfail := map[int]string{}
-	for _, name := range crossWorkloads {
+	rel, err := scenario.Uname(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("functions of the %s vDSO: %s", rel, found)
+
+	c := &crossGroup{
+		clock: clock,
+		all:   []scenario.Preserved{clock, call},
+		argv0: map[int]string{clock.PID: clockPath, call.PID: callPath},
+		xfail: map[int]string{},
+	}
+	for _, name := range names {
 		bin := path.Join(scenario.WorkloadDir, name)
-		w, err := scenario.StartWorkload(ctx, g, name, bin)
+		w, err := scenario.StartWorkload(ctx, g, name+suffix, bin)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if xfail[w.PID], err = scenario.GuestXfail(ctx, g, name, to, t.TempDir()); err != nil {
-			t.Fatal(err)
+		for _, rel := range releases {
+			reason, err := scenario.GuestXfail(ctx, g, name, rel, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.xfail[w.PID] == "" {
+				c.xfail[w.PID] = reason
+			}
 		}
-		argv0[w.PID] = bin
-		all = append(all, w)
+		c.argv0[w.PID] = bin
+		c.all = append(c.all, w)
 	}
-	before, err := g.Output(ctx, "cat", clock.Log)
+	return c
+}
+
+// clockMark is what a group's clock sampler had logged before a switch.
+type clockMark struct {
+	mono, boot int64 // the last sample, in nanoseconds
+	logSize    int   // bytes of its log
+}
+
+// markClock reads the last sample of the group's clock sampler.
+func (c *crossGroup) markClock(t *testing.T, ctx context.Context, g *qemu.Guest) clockMark {
+	t.Helper()
+	log, err := g.Output(ctx, "cat", c.clock.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	monoBefore, bootBefore, err := scenario.LastClock(string(before))
+	mono, boot, err := scenario.LastClock(string(log))
 	if err != nil {
 		t.Fatal(err)
+	}
+	return clockMark{mono: mono, boot: boot, logSize: len(log)}
+}
+
+// switchPreserving updates the guest from release from to release to
+// with every process of groups preserved, and logs the host's and the
+// guest's phase times and the pause. It checks the restore report, and
+// that every process runs with its PID and command. It also checks that
+// each group's clocks continued: never back, and no step forward longer
+// than the whole switch as the host measured it plus 1 s, because the
+// new kernel reads the pause from an RTC that counts whole seconds.
+func switchPreserving(t *testing.T, ctx context.Context, g *qemu.Guest, from, to string, groups ...*crossGroup) {
+	t.Helper()
+	var args []string
+	marks := make([]clockMark, len(groups))
+	for i, c := range groups {
+		for _, w := range c.all {
+			args = append(args, "--pid", fmt.Sprint(w.PID))
+		}
+		marks[i] = c.markClock(t, ctx, g)
 	}
 
-	var args []string
-	for _, w := range all {
-		args = append(args, "--pid", fmt.Sprint(w.PID))
-	}
+	console := g.Mark()
 	start := time.Now()
 	s, err := scenario.UpdateKernel(ctx, g, to, args...)
 	if err != nil {
@@ -105,16 +179,42 @@ func testPreserveAcross(t *testing.T, ctx context.Context, g *qemu.Guest, from, 
 	if s.To != to {
 		t.Fatalf("guest runs %s after the update, want %s", s.To, to)
 	}
+	rep := readCrossReport(t, ctx, g, from)
+	logVDSOPlan(t, g, console, from, to)
+	for _, c := range groups {
+		for _, w := range c.all {
+			if !slices.Contains(rep.Restored, int32(w.PID)) {
+				t.Errorf("report restored %v, want it to contain %d", rep.Restored, w.PID)
+			}
+			if err := w.Alive(ctx, g, c.argv0[w.PID]); err != nil {
+				t.Errorf("after the update: %v", err)
+			}
+		}
+	}
+	for i, c := range groups {
+		checkClockContinues(t, ctx, g, c.clock, marks[i].mono, marks[i].boot)
+		checkClockSteps(t, ctx, g, c.clock, marks[i].logSize, s.Total)
+	}
+}
+
+// readCrossReport reads and logs the restore report, and fails the test
+// when a process was not restored or the snapshot is not of release
+// from.
+func readCrossReport(t *testing.T, ctx context.Context, g *qemu.Guest, from string) scenario.Report {
+	t.Helper()
 	rep, err := scenario.ReadReport(ctx, g)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("report: kernel %s, snapshot kernel %s, restored %v, failures %v, pause %v",
 		rep.Kernel, rep.SnapshotKernel, rep.Restored, rep.Failures, time.Duration(rep.Pause).Round(time.Millisecond))
+	if rep.Clocks != nil {
+		t.Logf("  time namespace offsets: monotonic %v, boottime %v",
+			time.Duration(rep.Clocks.Monotonic), time.Duration(rep.Clocks.Boottime))
+	}
 	for _, p := range rep.Phases {
 		t.Logf("  new kernel phase %-10s %8v", p.Phase, p.Duration.Round(time.Millisecond))
 	}
-	logVDSOPlan(t, g, from, to)
 	if len(rep.Failures) > 0 {
 		logRestorer(t, g)
 		t.Fatalf("restore failures: %+v", rep.Failures)
@@ -122,26 +222,74 @@ func testPreserveAcross(t *testing.T, ctx context.Context, g *qemu.Guest, from, 
 	if rep.SnapshotKernel != from {
 		t.Errorf("report snapshot kernel %q, want %q", rep.SnapshotKernel, from)
 	}
-	for _, w := range all {
-		if !slices.Contains(rep.Restored, int32(w.PID)) {
-			t.Errorf("report restored %v, want it to contain %d", rep.Restored, w.PID)
-		}
-		if err := w.Alive(ctx, g, argv0[w.PID]); err != nil {
-			t.Errorf("after the update: %v", err)
-		}
-	}
+	return rep
+}
 
-	checkClockContinues(t, ctx, g, clock, monoBefore, bootBefore)
-	for _, w := range all {
-		checkVerdict(t, ctx, g, w, xfail[w.PID])
+// checkClockSteps checks the lines the clock sampler logged after its
+// first logSize bytes: no clock went back, and no step forward was
+// longer than switchTook plus 1 s.
+func checkClockSteps(t *testing.T, ctx context.Context, g *qemu.Guest, clock scenario.Preserved, logSize int, switchTook time.Duration) {
+	t.Helper()
+	log, err := g.Output(ctx, "cat", clock.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log) < logSize {
+		t.Fatalf("clock log %s shrank from %d to %d bytes", clock.Log, logSize, len(log))
+	}
+	mono, boot, back, err := scenario.ClockSteps(string(log[logSize:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("process %d: largest clock step over the switch: monotonic %v, boottime %v (switch took %v)",
+		clock.PID, mono.Round(time.Millisecond), boot.Round(time.Millisecond), switchTook.Round(time.Millisecond))
+	if back != "" {
+		t.Errorf("process %d: a clock went back during the switch: %q", clock.PID, back)
+	}
+	limit := switchTook + time.Second
+	if mono > limit {
+		t.Errorf("process %d: CLOCK_MONOTONIC stepped %v, want at most %v", clock.PID, mono, limit)
+	}
+	if boot > limit {
+		t.Errorf("process %d: CLOCK_BOOTTIME stepped %v, want at most %v", clock.PID, boot, limit)
 	}
 }
 
-// checkVerdict sends SIGUSR2 to workload w and checks its verdict: PASS,
-// or FAIL or no verdict at all when its desc file marks it to fail.
-func checkVerdict(t *testing.T, ctx context.Context, g *qemu.Guest, w scenario.Preserved, xfail string) {
+// xfailVerdictWait bounds the wait for the verdict of a workload marked
+// to fail: a failure often leaves it blocked with no verdict at all.
+const xfailVerdictWait = 20 * time.Second
+
+// check sends SIGUSR2 to every process of the group, then checks each
+// verdict: PASS, or FAIL or no verdict at all when its desc file marks it
+// to fail. All processes check themselves at once, so a workload blocked
+// by a known failure delays the others' verdicts by nothing. Each process
+// exits after its verdict.
+func (c *crossGroup) check(t *testing.T, ctx context.Context, g *qemu.Guest) {
 	t.Helper()
-	verdict, err := w.Check(ctx, g)
+	var asked []scenario.Preserved
+	for _, w := range c.all {
+		if err := w.RequestCheck(ctx, g); err != nil {
+			t.Errorf("check %s: %v", w.Dir, err)
+			continue
+		}
+		asked = append(asked, w)
+	}
+	for _, w := range asked {
+		xfail := c.xfail[w.PID]
+		wait := time.Minute
+		if xfail != "" {
+			wait = xfailVerdictWait
+		}
+		verdict, err := w.Verdict(ctx, g, wait)
+		judgeVerdict(t, w, verdict, err, xfail)
+	}
+}
+
+// judgeVerdict checks the verdict of workload w, or the error of waiting
+// for it, against xfail, why its desc file marks it to fail ("" when it
+// should pass).
+func judgeVerdict(t *testing.T, w scenario.Preserved, verdict string, err error, xfail string) {
+	t.Helper()
 	if err != nil && xfail != "" {
 		t.Logf("check %s: %v; expected: %s", w.Dir, err, xfail)
 		return
@@ -160,22 +308,18 @@ func checkVerdict(t *testing.T, ctx context.Context, g *qemu.Guest, w scenario.P
 	}
 }
 
-// logVDSOPlan logs the restorer's vDSO lines and fails the test when the
-// restorer did not log its plan for a switch from release from to to.
-func logVDSOPlan(t *testing.T, g *qemu.Guest, from, to string) {
+// logVDSOPlan logs the restorer's vDSO lines on the console from cursor
+// from on, and fails the test when the restorer did not log its plan
+// for a switch from release fromRel to toRel.
+func logVDSOPlan(t *testing.T, g *qemu.Guest, from qemu.Cursor, fromRel, toRel string) {
 	t.Helper()
-	data, err := os.ReadFile(g.ConsoleLog())
-	if err != nil {
-		t.Errorf("read console log: %v", err)
-		return
-	}
-	plan := fmt.Sprintf("snapshot of kernel %s on kernel %s: ", from, to)
+	plan := fmt.Sprintf("snapshot of kernel %s on kernel %s: ", fromRel, toRel)
 	found := false
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.Contains(l, plan) || strings.Contains(l, "vDSO copy") {
-			t.Logf("console: %s", strings.TrimSpace(l))
+	for _, l := range g.Console(from) {
+		if strings.Contains(l.Text, plan) || strings.Contains(l.Text, "vDSO copy") {
+			t.Logf("console: %s", strings.TrimSpace(l.Text))
 		}
-		found = found || strings.Contains(l, plan)
+		found = found || strings.Contains(l.Text, plan)
 	}
 	if !found {
 		t.Errorf("console has no line %q", plan)

@@ -88,14 +88,28 @@ func (w Preserved) Alive(ctx context.Context, g *qemu.Guest, wantArgv0 string) e
 
 // Check sends SIGUSR2 and returns the verdict line, PASS or FAIL: ...
 func (w Preserved) Check(ctx context.Context, g *qemu.Guest) (string, error) {
-	res, err := g.Run(ctx, "kill", "-USR2", strconv.Itoa(w.PID))
-	if err != nil {
+	if err := w.RequestCheck(ctx, g); err != nil {
 		return "", err
 	}
-	if res.ExitCode != 0 {
-		return "", fmt.Errorf("kill -USR2 %d: %s", w.PID, res.Stderr)
+	return w.Verdict(ctx, g, time.Minute)
+}
+
+// RequestCheck sends SIGUSR2, which makes the process check itself.
+func (w Preserved) RequestCheck(ctx context.Context, g *qemu.Guest) error {
+	res, err := g.Run(ctx, "kill", "-USR2", strconv.Itoa(w.PID))
+	if err != nil {
+		return err
 	}
-	return w.WaitLog(ctx, g, time.Minute, "PASS", "FAIL")
+	if res.ExitCode != 0 {
+		return fmt.Errorf("kill -USR2 %d: %s", w.PID, res.Stderr)
+	}
+	return nil
+}
+
+// Verdict waits at most d for the verdict line, PASS or FAIL: ..., that
+// the process logs after RequestCheck.
+func (w Preserved) Verdict(ctx context.Context, g *qemu.Guest, d time.Duration) (string, error) {
+	return w.WaitLog(ctx, g, d, "PASS", "FAIL")
 }
 
 // Report is the part of ksu-init's /run/ksu/report.json that tests read.
@@ -134,13 +148,19 @@ func ReadReport(ctx context.Context, g *qemu.Guest) (Report, error) {
 
 // ClockSource is a C program that samples CLOCK_MONOTONIC and
 // CLOCK_BOOTTIME every millisecond. It prints READY, then every second a
-// line "clock MONO_NS BOOT_NS"; on SIGUSR2 it prints PASS, or FAIL with
-// the largest backward step it saw, and exits.
+// line "clock MONO_NS BOOT_NS". When a clock goes back between two
+// samples, it prints "back MONO_NS BOOT_NS" with how far each clock went
+// back. When a clock steps forward by more than ClockStepReported, it
+// prints "step MONO_NS BOOT_NS" with the two steps. So a test sees what a
+// switch did to the clocks without stopping the program. On SIGUSR2 it
+// prints PASS, or FAIL with the largest backward step it saw, and exits.
 const ClockSource = `#define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
+
+#define STEP_NS 200000000LL
 
 static volatile sig_atomic_t check;
 static void on_usr2(int sig) { (void)sig; check = 1; }
@@ -163,6 +183,10 @@ int main(void)
 		long long m = now(CLOCK_MONOTONIC), b = now(CLOCK_BOOTTIME);
 		if (last_mono - m > back) back = last_mono - m;
 		if (last_boot - b > back) back = last_boot - b;
+		if (m < last_mono || b < last_boot)
+			printf("back %lld %lld\n", last_mono - m, last_boot - b);
+		else if (m - last_mono > STEP_NS || b - last_boot > STEP_NS)
+			printf("step %lld %lld\n", m - last_mono, b - last_boot);
 		last_mono = m, last_boot = b;
 		if (m - printed >= 1000000000LL) {
 			printf("clock %lld %lld\n", m, b);
@@ -178,6 +202,10 @@ int main(void)
 	return 0;
 }
 `
+
+// ClockStepReported is the step forward between two samples above which
+// ClockSource prints a "step" line (STEP_NS in its source).
+const ClockStepReported = 200 * time.Millisecond
 
 // InstallClock compiles ClockSource statically on the host and copies the
 // program to the guest as path.
@@ -218,4 +246,31 @@ func LastClock(log string) (mono, boot int64, err error) {
 		}
 	}
 	return 0, 0, errors.New("no clock line in the log")
+}
+
+// ClockSteps reads the "back" and "step" lines of a ClockSource log and
+// returns the largest step forward of CLOCK_MONOTONIC and of
+// CLOCK_BOOTTIME, and the first "back" line, or "" when no clock went
+// back. Steps of at most ClockStepReported are not in the log, so a
+// result below it means no larger step happened.
+func ClockSteps(log string) (mono, boot time.Duration, back string, err error) {
+	for _, line := range strings.Split(log, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || (f[0] != "back" && f[0] != "step") {
+			continue
+		}
+		if f[0] == "back" {
+			if back == "" {
+				back = line
+			}
+			continue
+		}
+		m, err1 := strconv.ParseInt(f[1], 10, 64)
+		b, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return 0, 0, back, fmt.Errorf("parse clock line %q: %w", line, err)
+		}
+		mono, boot = max(mono, time.Duration(m)), max(boot, time.Duration(b))
+	}
+	return mono, boot, back, nil
 }
