@@ -51,7 +51,7 @@ func dumpDryRun(initrd *kexec.Initrd, roots []int, log *switchLog) (*dryRun, err
 		return nil, err
 	}
 	traceDump(stats)
-	hdr, err := cw.Finish(snapshot.ArchiveHeader{KernelRelease: runningRelease()})
+	hdr, err := cw.Finish(snapshot.ArchiveHeader{KernelRelease: runningRelease(), Size: stats.Size})
 	if err != nil {
 		f.Close()
 		return nil, err

@@ -124,11 +124,6 @@ func listTrees(roots []int) ([]int, error) {
 // snapshot into initrd as a cpio archive in initramfs.SnapshotDir. The
 // processes stay stopped (SIGSTOP) on success; on failure Dump has
 // already let them run on. It logs the freeze and dump markers.
-//
-// Limitation: the archive header's Size (the decompressed length) is
-// left 0, which the reader takes as unknown, because pkg/dump does not
-// return the length of the stream it wrote. The payload is still checked
-// by its CRC-32C and by the stream's own end section.
 func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
 	dir := strings.TrimPrefix(initramfs.SnapshotDir, "/")
 	cw, err := snapshot.NewCPIOWriter(initrd, dir, 0)
@@ -150,7 +145,7 @@ func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
 	if err := unix.Uname(&uts); err != nil {
 		return errors.Join(fmt.Errorf("read kernel release: %w", err), resumeTrees(roots))
 	}
-	hdr, err := cw.Finish(snapshot.ArchiveHeader{KernelRelease: unix.ByteSliceToString(uts.Release[:])})
+	hdr, err := cw.Finish(snapshot.ArchiveHeader{KernelRelease: unix.ByteSliceToString(uts.Release[:]), Size: stats.Size})
 	if err == nil {
 		err = failpoint.Check("compress")
 	}

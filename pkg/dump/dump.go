@@ -41,6 +41,7 @@ type Stats struct {
 	Processes int
 	Threads   int
 	Pages     uint64 // bytes of page contents written
+	Size      uint64 // length of the decompressed snapshot stream
 	Freeze    time.Duration
 	Total     time.Duration
 }
@@ -85,7 +86,7 @@ func Dump(w io.Writer, opts Options) (Stats, error) {
 	for _, p := range procs {
 		stats.Threads += len(p.proc.Threads)
 	}
-	stats.Pages, err = write(w, procs, opts)
+	stats.Pages, stats.Size, err = write(w, procs, opts)
 	if err != nil || opts.Exit == ExitRunning {
 		// Connections of processes that run on leave repair mode and
 		// get their packets back.
@@ -103,20 +104,22 @@ func Dump(w io.Writer, opts Options) (Stats, error) {
 }
 
 // write writes the snapshot stream: Meta, records, then page contents.
-func write(w io.Writer, procs []*process, opts Options) (uint64, error) {
+// It returns the bytes of page contents and the stream's decompressed
+// length.
+func write(w io.Writer, procs []*process, opts Options) (pages, size uint64, err error) {
 	sw, err := snapshot.NewWriter(w, opts.Writer)
 	if err != nil {
-		return 0, fmt.Errorf("start snapshot: %w", err)
+		return 0, 0, fmt.Errorf("start snapshot: %w", err)
 	}
 	meta, err := readMeta(opts.Producer, livePIDs(procs))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := sw.WriteMeta(meta); err != nil {
-		return 0, fmt.Errorf("write meta: %w", err)
+		return 0, 0, fmt.Errorf("write meta: %w", err)
 	}
 	if err := writeRecords(sw, procs); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var total uint64
 	for _, p := range procs {
@@ -126,18 +129,18 @@ func write(w io.Writer, procs []*process, opts Options) (uint64, error) {
 		n, err := writePages(sw, p)
 		total += n
 		if err != nil {
-			return total, fmt.Errorf("write pages of process %d: %w", p.pid, err)
+			return total, 0, fmt.Errorf("write pages of process %d: %w", p.pid, err)
 		}
 	}
 	n, err := procs[0].files.objects.writeContents(sw)
 	total += n
 	if err != nil {
-		return total, err
+		return total, 0, err
 	}
 	if err := sw.Close(); err != nil {
-		return total, fmt.Errorf("finish snapshot: %w", err)
+		return total, 0, fmt.Errorf("finish snapshot: %w", err)
 	}
-	return total, nil
+	return total, uint64(sw.Size()), nil
 }
 
 func writeRecords(sw *snapshot.Writer, procs []*process) error {
