@@ -34,6 +34,10 @@ type Options struct {
 	Producer string
 	// Writer sets the zstd level and concurrency of the snapshot stream.
 	Writer snapshot.WriterOptions
+	// Progress, if not nil, is called after each chunk of page contents
+	// with the bytes of page contents written so far, from the goroutine
+	// that called Dump. It must return quickly: the processes are frozen.
+	Progress func(pageBytes uint64)
 }
 
 // Stats describe a finished dump.
@@ -126,7 +130,11 @@ func write(w io.Writer, procs []*process, opts Options) (pages, size uint64, err
 		if p.proc.MM == nil {
 			continue // a zombie
 		}
-		n, err := writePages(sw, p)
+		n, err := writePages(sw, p, func(done uint64) {
+			if opts.Progress != nil {
+				opts.Progress(total + done)
+			}
+		})
 		total += n
 		if err != nil {
 			return total, 0, fmt.Errorf("write pages of process %d: %w", p.pid, err)

@@ -167,8 +167,8 @@ func readAuxv(pid int) ([]uint64, error) {
 // mappings: for anonymous memory the touched pages that are not all
 // zeros, for a file the pages that differ from it (the process's private
 // copies). It reads them through /proc/PID/mem, which reads PROT_NONE
-// pages too.
-func writePages(sw *snapshot.Writer, p *process) (uint64, error) {
+// pages too. It calls progress with its running total after each chunk.
+func writePages(sw *snapshot.Writer, p *process, progress func(uint64)) (uint64, error) {
 	mem, err := os.Open(fmt.Sprintf("%s/%d/mem", procRoot, p.pid))
 	if err != nil {
 		return 0, err
@@ -188,6 +188,7 @@ func writePages(sw *snapshot.Writer, p *process) (uint64, error) {
 			if err != nil {
 				return total, err
 			}
+			progress(total)
 		}
 	}
 	return total, nil
