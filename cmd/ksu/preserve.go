@@ -131,7 +131,10 @@ func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
 		return err
 	}
 	fw := &failpointWriter{w: cw, name: "freeze"}
-	stats, err := dump.Dump(fw, dump.Options{PIDs: roots, Exit: dump.ExitStopped, Producer: "ksu update"})
+	opts := dump.Options{PIDs: roots, Exit: dump.ExitStopped, Producer: "ksu update"}
+	w := progress.trackDump(fw, &opts)
+	stats, err := dump.Dump(w, opts)
+	progress.clear()
 	if err != nil {
 		return err
 	}

@@ -109,6 +109,7 @@ Options:
 // update runs the switch. It returns only on failure, or after a dry run.
 func update(o updateOptions) error {
 	log := newSwitchLog()
+	progress = newProgress(os.Stderr)
 	var tl phase.Timeline
 
 	tl.Begin(phase.Check)
@@ -254,7 +255,10 @@ func loadKernel(o updateOptions, initrd *kexec.Initrd, log *switchLog) error {
 	}
 	next := kexec.Cmdline(string(cmdline), withInitOnFree(string(cmdline), o.appendArgs))
 	start := time.Now()
-	if err := kexec.Load(o.kernel, initrd, next); err != nil {
+	progress.begin("load", "kexec_file_load of "+formatBytes(uint64(initrd.Size())))
+	err = kexec.Load(o.kernel, initrd, next)
+	progress.clear()
+	if err != nil {
 		return err
 	}
 	log.Printf("kexec_file_load in %s, command line: %s", since(start), next)
