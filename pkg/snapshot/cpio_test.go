@@ -36,7 +36,7 @@ type cpioEntry struct {
 
 // extractCPIO parses a newc archive with go-cpio and returns its entries
 // in order and its files as an fs.FS.
-func extractCPIO(t *testing.T, archive []byte) ([]cpioEntry, fstest.MapFS) {
+func extractCPIO(t testing.TB, archive []byte) ([]cpioEntry, fstest.MapFS) {
 	t.Helper()
 	r := cpio.NewReader(bytes.NewReader(archive))
 	fsys := fstest.MapFS{}
