@@ -78,3 +78,24 @@ func TestReadPagemapSelf(t *testing.T) {
 		t.Errorf("ReadPagemap of an unaligned range = nil error, want an error")
 	}
 }
+
+// FuzzParsePagemap checks that ParsePagemap takes exactly the inputs made
+// of whole 8-byte entries and returns one entry for each.
+func FuzzParsePagemap(f *testing.F) {
+	f.Add(binary.NativeEndian.AppendUint64(nil, 1<<63|1<<56|0x1234))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		entries, err := ParsePagemap(data)
+		if (err == nil) != (len(data)%8 == 0) {
+			t.Fatalf("ParsePagemap(%d bytes) = %v", len(data), err)
+		}
+		if err == nil && len(entries) != len(data)/8 {
+			t.Fatalf("ParsePagemap(%d bytes) = %d entries, want %d", len(data), len(entries), len(data)/8)
+		}
+		for i, e := range entries {
+			if got := binary.NativeEndian.Uint64(data[8*i:]); uint64(e) != got {
+				t.Fatalf("ParsePagemap() entry %d = %#x, want %#x", i, uint64(e), got)
+			}
+		}
+	})
+}

@@ -28,13 +28,26 @@ func Children(root string, pid int) ([]int, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list children of process %d: %w", pid, err)
 		}
-		for _, f := range strings.Fields(string(b)) {
-			kid, err := strconv.Atoi(f)
-			if err != nil {
-				return nil, fmt.Errorf("list children of thread %d: invalid pid %q", tid, f)
-			}
-			kids = append(kids, kid)
+		tk, err := parseChildren(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("list children of thread %d: %w", tid, err)
 		}
+		kids = append(kids, tk...)
+	}
+	return kids, nil
+}
+
+// parseChildren parses a children file: PIDs in decimal, separated by
+// spaces. strconv.Atoi alone would take "-5" and "+5", which no kernel
+// writes.
+func parseChildren(data string) ([]int, error) {
+	var kids []int
+	for _, f := range strings.Fields(data) {
+		kid, err := strconv.Atoi(f)
+		if err != nil || kid <= 0 || f[0] == '+' {
+			return nil, fmt.Errorf("invalid pid %q", f)
+		}
+		kids = append(kids, kid)
 	}
 	return kids, nil
 }
