@@ -22,11 +22,13 @@ Commands:
   status   show the report of the last update
   dump     write a snapshot of running process trees to a file
   restore  recreate the processes of a snapshot file
-  help     show this text, or "ksu help COMMAND" for one command
+  help     show this text, "ksu help COMMAND" for one command, or
+           "ksu help --man" for the manual page
 
-Run "ksu COMMAND --help" for the options of a command.
+Run "ksu COMMAND --help" for the options of a command, and
+"ksu help --man" for the manual page in roff.
 
-` + configHelp
+` + configHelp + "\n" + exitHelp
 
 // command is one subcommand: its flags are registered on fs, and run
 // executes it with the remaining arguments.
@@ -88,6 +90,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 func help(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if args[0] == "--man" {
+		if err := writeMan(stdout); err != nil {
+			fmt.Fprintf(stderr, "ksu help: write man page: %v\n", err)
+			return 1
+		}
 		return 0
 	}
 	if _, ok := commands[args[0]]; !ok {
