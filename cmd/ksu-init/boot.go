@@ -255,6 +255,7 @@ func (b *boot) handoff() error {
 		return err
 	}
 	b.init = init
+	installRecordUnit(b.log, initramfs.NewRootDir)
 	if err := switchRoot(b.log, initramfs.NewRootDir); err != nil {
 		return err
 	}

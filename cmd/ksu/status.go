@@ -21,6 +21,7 @@ type statusOptions struct {
 	report string // the run report ksu-init wrote on this boot
 	logDir string // where copies of run reports outlive the boot
 	json   bool
+	record bool // save the copy, and print the summary only when it is new
 }
 
 // updateReport is ksu-init's report of a restore, as it writes it to
@@ -51,6 +52,8 @@ type statusResult struct {
 	Saved  string        `json:"saved,omitempty"`
 	Time   time.Time     `json:"time"`
 	Report *updateReport `json:"report"`
+	// created is whether this call made the copy Saved.
+	created bool
 }
 
 func statusFlags(fs *flag.FlagSet) func([]string) error {
@@ -58,8 +61,10 @@ func statusFlags(fs *flag.FlagSet) func([]string) error {
 	fs.StringVar(&o.report, "report", "/run/ksu/report.json", "the report ksu-init wrote on this boot")
 	fs.StringVar(&o.logDir, "log-dir", "/var/log/ksu", "where copies of the reports are kept across boots")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	fs.BoolVar(&o.record, "record", false,
+		"save the copy, and print the report only if this call saved it; for "+recordUnitName)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: ksu status [--json]
+		fmt.Fprint(fs.Output(), `usage: ksu status [--json] [--record]
 
 Show the report of the last update: the kernels, the restored processes
 and those that failed with the reason, the time of each phase and how
@@ -71,6 +76,12 @@ On its first read, ksu status copies it to LOG-DIR/report-TIME.json
 updates survives reboots. Without a report in /run, it shows the newest
 copy in LOG-DIR.
 
+On the boot after an update, ksu-init installs the transient unit
+`+recordUnitName+` in /run/systemd/system. It runs "ksu status --record"
+once, so that the report is copied to LOG-DIR and its summary is in the
+journal under the identifier ksu ("journalctl -t ksu") without any
+action by the operator.
+
 Options:
 `)
 		fs.PrintDefaults()
@@ -78,6 +89,9 @@ Options:
 	return func(args []string) error {
 		if len(args) > 0 {
 			return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
+		}
+		if o.record {
+			return recordStatus(os.Stdout, o)
 		}
 		res, err := readStatus(o)
 		if err != nil {
@@ -102,7 +116,7 @@ func readStatus(o statusOptions) (statusResult, error) {
 		return statusResult{}, err
 	}
 	res := statusResult{Source: o.report, Time: fi.ModTime().UTC(), Report: rep}
-	res.Saved, err = saveReport(o.report, o.logDir, res.Time)
+	res.Saved, res.created, err = saveReport(o.report, o.logDir, res.Time)
 	if err != nil {
 		return res, err
 	}
@@ -122,30 +136,45 @@ func readReport(path string) (*updateReport, error) {
 }
 
 // saveReport copies the run report to dir/report-TIME.json unless that
-// copy exists, and returns the copy's path.
-func saveReport(report, dir string, t time.Time) (string, error) {
+// copy exists, and returns the copy's path and whether this call made it.
+// Of two calls at once, exactly one makes the copy.
+func saveReport(report, dir string, t time.Time) (string, bool, error) {
 	dst := filepath.Join(dir, "report-"+t.Format("20060102T150405Z")+".json")
 	if _, err := os.Stat(dst); err == nil {
-		return dst, nil
+		return dst, false, nil
 	}
 	b, err := os.ReadFile(report)
 	if err != nil {
-		return "", fmt.Errorf("read update report: %w", err)
+		return "", false, fmt.Errorf("read update report: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create report directory: %w", err)
+		return "", false, fmt.Errorf("create report directory: %w", err)
 	}
 	// Write under a temporary name first, so that a crash leaves no
-	// half-written copy under the final name.
-	tmp := dst + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return "", fmt.Errorf("save update report: %w", err)
+	// half-written copy under the final name. The link fails if the
+	// copy exists, which decides between two calls at once.
+	tmp, err := os.CreateTemp(dir, ".report-*.tmp")
+	if err != nil {
+		return "", false, fmt.Errorf("save update report: %w", err)
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("save update report: %w", err)
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(b)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	return dst, nil
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Link(tmp.Name(), dst)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return dst, false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("save update report %s: %w", dst, err)
+	}
+	return dst, true, nil
 }
 
 // readSaved reads the newest report-*.json in dir. The names sort by
