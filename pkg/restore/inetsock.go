@@ -41,6 +41,11 @@ func (rs *restorer) openInetSocket(sf *snapshot.File) (*fdFile, error) {
 // arrive.
 func (rs *restorer) buildInetSockets() error {
 	socks, embryos := rs.inetFiles()
+	for _, f := range socks {
+		if f.Socket.TCP != nil {
+			rs.stats.ConnectionsRebuilt = true
+		}
+	}
 	fds := map[uint64]int{}
 	for _, f := range bindOrder(socks) {
 		fd, err := -1, error(nil)

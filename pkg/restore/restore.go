@@ -20,6 +20,11 @@ import (
 type Options struct {
 	// Logf receives one line per restore step; nil discards them.
 	Logf func(format string, args ...any)
+	// AllOrNothing makes the failure of one tree fail the whole restore,
+	// so that no restored process runs unless every one does. ksu-init
+	// sets it when it can roll back to the old kernel, which then
+	// restores every tree from the same snapshot.
+	AllOrNothing bool
 }
 
 // Stats describe a finished restore.
@@ -31,6 +36,13 @@ type Stats struct {
 	// Failed lists the process trees that Restore removed because one
 	// of their processes could not be restored. The other trees run.
 	Failed []TreeFailure
+	// Resumed is set once Restore starts to let the restored tasks run.
+	// Until then no restored process has run application code.
+	Resumed bool
+	// ConnectionsRebuilt is set once Restore starts to rebuild the
+	// established TCP connections, which leave repair mode and lift the
+	// packet drop. From then on, closing them sends the peer a reset.
+	ConnectionsRebuilt bool
 }
 
 // TreeFailure is a process tree that was not restored, and why. Every
@@ -291,6 +303,7 @@ func (rs *restorer) finish() error {
 	}
 	rs.countRestored()
 	rs.logf("resume %d processes", rs.stats.Processes)
+	rs.stats.Resumed = true
 	// Close detaches every task from its interrupt-stop: all resume now.
 	err := rs.t.Close()
 	rs.t = nil
@@ -381,6 +394,9 @@ func (rs *restorer) dropTree(pid int32, err error) error {
 		rs.logf("process tree %d: tasks %v still present %v after SIGKILL", root, left, reapTimeout)
 	}
 	rs.stats.Failed = append(rs.stats.Failed, f)
+	if rs.opts.AllOrNothing {
+		return fmt.Errorf("restore of every tree abandoned: %w", f)
+	}
 	if len(rs.failed) < len(rs.rootSet()) {
 		return nil
 	}
