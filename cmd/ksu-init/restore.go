@@ -41,6 +41,9 @@ type report struct {
 	Pause     time.Duration `json:"pause_ns"`
 	Threads   int           `json:"threads"`
 	PageBytes uint64        `json:"page_bytes"`
+	// Rollback is set on the old kernel after ksu-init rolled back to it
+	// from a kernel where the restore failed.
+	Rollback *rollbackNote `json:"rollback,omitempty"`
 }
 
 // failure is a set of processes that were not restored, and why. Root
@@ -54,7 +57,9 @@ type failure struct {
 }
 
 // restoreProcesses runs the restorer child, waits for it and writes the
-// report. A failed restore is logged and reported, never returned: the
+// report. When ksu update left a rollback ready and the restore failed
+// before any process ran, it kexecs back into the old kernel (rollback.go).
+// Otherwise a failed restore is logged and reported, never returned: the
 // boot goes on to the real init without the processes. A tree that
 // fails alone is removed by the restorer and reported, and the other
 // trees run (see restore.Restore for the failures that still take every
@@ -66,12 +71,17 @@ func (b *boot) restoreProcesses(hdr snapshot.ArchiveHeader) {
 	mountCgroup2(b.log)
 	start := time.Now()
 	res, err := b.runRestorer()
+	if reason, ok := rollbackReason(res, err); ok && rollbackReady("/") {
+		rerr := b.rollBack(reason, res) // returns only on failure
+		b.log.Logf(klog.LevelErr, "rollback to the old kernel failed, booting without the processes: %v", rerr)
+	}
 	// The restorer lifts the drop of the network stage once the sockets
 	// are rebuilt; after a failed restore nothing else would.
 	if uerr := netlock.Unlock(); uerr != nil {
 		b.log.Logf(klog.LevelErr, "%v", uerr)
 	}
 	rep := report{Kernel: runningRelease(), SnapshotKernel: hdr.KernelRelease, Phases: b.timeline.Spans}
+	rep.Rollback = b.rolledBack()
 	if err == nil && !res.Restored {
 		err = fmt.Errorf("%s", res.Error)
 	}

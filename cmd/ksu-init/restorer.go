@@ -47,6 +47,13 @@ type restoreResult struct {
 	// Failed lists the trees that were removed while the others were
 	// restored.
 	Failed []failure `json:"failed,omitempty"`
+	// AllOrNothing is set when a rollback was ready, so that a failed
+	// tree failed the whole restore (restore.Options).
+	AllOrNothing bool `json:"all_or_nothing,omitempty"`
+	// Resumed and ConnectionsRebuilt are restore.Stats' fields: whether
+	// restored tasks ran, and TCP connections left repair mode.
+	Resumed            bool `json:"resumed,omitempty"`
+	ConnectionsRebuilt bool `json:"connections_rebuilt,omitempty"`
 }
 
 // init locks the main goroutine to the main thread, the thread group
@@ -126,6 +133,7 @@ func restoreSnapshot(log *klog.Kmsg, clocks string) restoreResult {
 	// The parts are opened as the restore reads them, after the chroot
 	// below, so they are reached through the directory's descriptor.
 	fsys := os.DirFS(fmt.Sprintf("/proc/self/fd/%d", dir.Fd()))
+	res.AllOrNothing = rollbackReady("/") // read in the initramfs, before the chroot
 	if err := enterNewRoot(); err != nil {
 		res.Error = err.Error()
 		return res
@@ -187,8 +195,9 @@ func runRestore(log *klog.Kmsg, fsys fs.FS, res restoreResult) restoreResult {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		log.Printf("prctl(PR_SET_CHILD_SUBREAPER): %v; init reaps the tasks of a failed tree", err)
 	}
-	stats, err := restore.Restore(ar, restore.Options{Logf: log.Printf})
+	stats, err := restore.Restore(ar, restore.Options{Logf: log.Printf, AllOrNothing: res.AllOrNothing})
 	res.ResumedAt = time.Now()
+	res.Resumed, res.ConnectionsRebuilt = stats.Resumed, stats.ConnectionsRebuilt
 	res.Processes, res.Threads, res.Pages, res.Restore = stats.Processes, stats.Threads, stats.Pages, stats.Total
 	for _, f := range stats.Failed {
 		res.Failed = append(res.Failed, failure{Root: f.Root, Comm: f.Comm, PIDs: f.PIDs, Reason: f.Error()})
