@@ -25,6 +25,7 @@ type updateOptions struct {
 	yes        bool
 	pids       pidList // roots of the process trees to preserve
 	dryRun     bool    // stop after the load and undo everything
+	rollback   rollbackOptions
 }
 
 func updateFlags(fs *flag.FlagSet) func([]string) error {
@@ -42,6 +43,7 @@ func updateFlags(fs *flag.FlagSet) func([]string) error {
 	fs.StringVar(&o.modulesDir, "modules-dir", "/lib/modules",
 		"where the new kernel's modules are installed, one directory per release")
 	fs.BoolVar(&o.yes, "yes", false, "switch without asking; required when not on a terminal")
+	o.rollback.register(fs)
 	sel.register(fs, "preserve across the switch")
 	common.register(fs)
 	fs.Usage = func() {
@@ -75,6 +77,7 @@ the update while apt or dpkg holds /var/lib/dpkg/lock-frontend or
 /var/lib/dpkg/lock. It holds dpkg's locks too until the kexec, so that
 no package is installed meanwhile.
 
+`+rollbackHelp+`
 `+selectionHelp+`
 `+configHelp+`
 Options:
@@ -141,6 +144,9 @@ func update(o updateOptions) error {
 	}
 	defer initrd.Close()
 	defer wipeInitrd(initrd, log) // update returns only when the kexec did not happen
+	if err := appendRollback(initrd, o, log); err != nil {
+		return fmt.Errorf("phase check, nothing was changed: %w", err)
+	}
 	// From the freeze on, a SIGKILL would leave the processes stopped;
 	// the guard resumes them if this process dies before disarming it.
 	guard, err := startGuard(o.pids)
