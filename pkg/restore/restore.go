@@ -233,6 +233,9 @@ func (rs *restorer) build() error {
 	if len(rs.procs) == 0 {
 		return errors.New("snapshot holds no process")
 	}
+	if err := validate(rs.procs, rs.files, rs.pipes, rs.objects().shms); err != nil {
+		return err
+	}
 	if err := rs.checkFree(); err != nil {
 		return err
 	}
@@ -316,6 +319,9 @@ func (rs *restorer) finish() error {
 // takePages writes one page section, unless it belongs to a process of a
 // removed tree. A process whose pages cannot be written loses its tree.
 func (rs *restorer) takePages(sec *snapshot.Section) error {
+	if err := validatePages(rs.procs, rs.objects().shms, sec.Pages()); err != nil {
+		return err
+	}
 	pid := sec.Pages().PID
 	if sec.Pages().ShmID != 0 {
 		return rs.writePages(sec)
