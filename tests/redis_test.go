@@ -2,7 +2,9 @@ package tests
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -54,9 +56,11 @@ func testRedisDumpRestore(t *testing.T, ctx context.Context, g *qemu.Guest) {
 
 // TestRedisAcrossUpdate switches the guest to the new release with ksu
 // update while a host client holds one connection to a loaded
-// redis-server through the port forward. On that same connection the
-// server must have the same data, the same PID and the write made just
-// before the update, and must take a new write.
+// redis-server through the port forward and writes on it all along. On
+// that same connection the server must have every acknowledged write
+// exactly once, the same data otherwise, the same PID and the write made
+// just before the update, and must take a new write. A failing ksu
+// update runs first, and its wait must end as soon as ksu exits.
 func TestRedisAcrossUpdate(t *testing.T) {
 	im := findImages(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -67,22 +71,48 @@ func TestRedisAcrossUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := s.Client.LocalAddr().String()
+	checkFailedUpdateEndsWait(t, ctx, g, s.Server.PID)
 
-	u, err := scenario.UpdateRedis(ctx, g, s, im.NewRelease)
+	u, err := scenario.UpdateRedisWriting(ctx, g, s, im.NewRelease)
 	if err != nil {
 		logRestorer(t, g)
 		t.Fatal(err)
 	}
 	t.Logf("client %s kept its connection across the update\n%s", local, u.Summary())
+	logGuestFile(t, ctx, g, "ksu update --verbose", u.Switch.LogFile)
 	if u.Switch.To != im.NewRelease {
 		t.Errorf("guest runs %s after the update, want %s", u.Switch.To, im.NewRelease)
 	}
 	if got := s.Client.LocalAddr().String(); got != local {
 		t.Errorf("client address after the update = %s, want %s", got, local)
 	}
+	k, err := s.CheckWrites(*u.Writes)
+	if err != nil {
+		t.Errorf("after the update, on the client's connection: %v", err)
+	}
+	t.Logf("%s contains writes 1 to %d: %d acknowledged, %d sent", scenario.RedisLog, k, u.Writes.Acked, u.Writes.Sent)
 	if err := s.CheckPreserved(ctx, g); err != nil {
 		t.Errorf("after the update, on the client's connection: %v", err)
 	}
+}
+
+// checkFailedUpdateEndsWait runs a ksu update that fails before the
+// kexec, because its kernel does not exist, and checks that
+// scenario.UpdateKernel returns as soon as ksu exits, not after its
+// wait for the kexec.
+func checkFailedUpdateEndsWait(t *testing.T, ctx context.Context, g *qemu.Guest, pid int) {
+	t.Helper()
+	const release = "no-such-release"
+	start := time.Now()
+	_, err := scenario.UpdateKernel(ctx, g, release, "--pid", strconv.Itoa(pid))
+	took := time.Since(start)
+	if !errors.Is(err, scenario.ErrUpdateExited) {
+		t.Fatalf("UpdateKernel(%s) = %v, want an error wrapping %v", release, err, scenario.ErrUpdateExited)
+	}
+	if took > time.Minute {
+		t.Errorf("UpdateKernel(%s) took %v, want it to return within a minute of starting", release, took.Round(time.Millisecond))
+	}
+	t.Logf("failed update returned after %v: %v", took.Round(time.Millisecond), err)
 }
 
 // startRedisSession starts a loaded redis-server in the guest and
@@ -127,4 +157,15 @@ func logRedisFigures(t *testing.T, ctx context.Context, g *qemu.Guest, dumped, r
 	t.Logf("snapshot %s: %.1f MiB", redisSnapshot, float64(size)/(1<<20))
 	t.Logf("client pause: longest PING round trip %v over %d PINGs",
 		stats.MaxPause.Round(time.Millisecond), stats.Pings)
+}
+
+// logGuestFile logs the guest file path, or why it cannot be read.
+func logGuestFile(t *testing.T, ctx context.Context, g *qemu.Guest, name, path string) {
+	t.Helper()
+	out, err := g.Output(ctx, "cat", path)
+	if err != nil {
+		t.Logf("%s: read %s: %v", name, path, err)
+		return
+	}
+	t.Logf("%s (%s):\n%s", name, path, out)
 }

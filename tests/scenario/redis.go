@@ -324,11 +324,75 @@ func (s *RedisSession) CheckPreserved(ctx context.Context, g *qemu.Guest) error 
 	return errors.Join(errs...)
 }
 
+// RedisCounter and RedisLog are the keys that the write load of
+// StartWrites increments and appends to.
+const (
+	RedisCounter = "ksu:counter"
+	RedisLog     = "ksu:log"
+)
+
+// StartWrites deletes RedisCounter and RedisLog and starts writing to
+// them on the client's connection: every 20 ms a pipeline of 4 writes,
+// each an INCR of RedisCounter and an RPUSH of its number to RedisLog.
+func (s *RedisSession) StartWrites() (*WriteLoad, error) {
+	if _, err := s.Client.Int("DEL", RedisCounter, RedisLog); err != nil {
+		return nil, fmt.Errorf("DEL %s %s: %w", RedisCounter, RedisLog, err)
+	}
+	return s.Client.StartWriteLoad(RedisCounter, RedisLog, 4, 20*time.Millisecond), nil
+}
+
+// CheckWrites checks on the client's connection that the server applied
+// the writes of a stopped load exactly once and in order: RedisLog contains
+// 1 to K with no gap and no duplicate, RedisCounter is K, and K lies
+// between the acknowledged and the sent writes. A write sent but not
+// acknowledged may be present or absent, never twice. CheckWrites then
+// deletes both keys, so that CheckPreserved compares the data set that
+// SetMarker read. It returns K.
+func (s *RedisSession) CheckWrites(stats WriteStats) (int, error) {
+	items, err := s.Client.Do("LRANGE", RedisLog, "0", "-1")
+	if err != nil {
+		return 0, fmt.Errorf("LRANGE %s: %w", RedisLog, err)
+	}
+	list, ok := items.([]any)
+	if !ok {
+		return 0, fmt.Errorf("LRANGE %s: reply %v (%T), want an array", RedisLog, items, items)
+	}
+	k := len(list)
+	var errs []error
+	if err := checkSequence(list); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", RedisLog, err))
+	}
+	if k < stats.Acked || k > stats.Sent {
+		errs = append(errs, fmt.Errorf("%s contains %d writes, want between %d acknowledged and %d sent", RedisLog, k, stats.Acked, stats.Sent))
+	}
+	if v, err := s.Client.String("GET", RedisCounter); err != nil || v != strconv.Itoa(k) {
+		errs = append(errs, fmt.Errorf("GET %s = %q, %v, want the list length %d", RedisCounter, v, err, k))
+	}
+	if _, err := s.Client.Int("DEL", RedisCounter, RedisLog); err != nil {
+		errs = append(errs, fmt.Errorf("DEL %s %s: %w", RedisCounter, RedisLog, err))
+	}
+	return k, errors.Join(errs...)
+}
+
+// checkSequence checks that items are the strings "1", "2" and so on.
+func checkSequence(items []any) error {
+	for i, item := range items {
+		if want := strconv.Itoa(i + 1); item != want {
+			return fmt.Errorf("item %d of %d = %v, want %s", i, len(items), item, want)
+		}
+	}
+	return nil
+}
+
 // RedisUpdate is what one kernel update under a RedisSession took.
 type RedisUpdate struct {
 	Switch Switch
-	// Client is what the client's PINGs saw during the update.
+	// Client is what the client's PINGs saw during the update, when it
+	// sent PING (UpdateRedis).
 	Client PauseStats
+	// Writes is what the client's writes saw during the update, when it
+	// wrote (UpdateRedisWriting).
+	Writes *WriteStats
 	// Report is ksu-init's report on the new kernel.
 	Report Report
 }
@@ -351,13 +415,46 @@ func UpdateRedis(ctx context.Context, g *qemu.Guest, s *RedisSession, to string)
 	if err != nil {
 		return u, fmt.Errorf("client connection broke during the update: %w", err)
 	}
-	if u.Report, err = ReadReport(ctx, g); err != nil {
+	return u, u.readReport(ctx, g)
+}
+
+// UpdateRedisWriting switches the guest as UpdateRedis does, with ksu's
+// --verbose trace in u.Switch.LogFile, but the client writes on its connection all along (StartWrites) instead of
+// sending PING, until the guest agent answers on the new kernel. It
+// fails when the connection breaks or a reply shows a write lost or
+// applied twice. Check the server's copy with CheckWrites(*u.Writes).
+func UpdateRedisWriting(ctx context.Context, g *qemu.Guest, s *RedisSession, to string) (RedisUpdate, error) {
+	var u RedisUpdate
+	load, err := s.StartWrites()
+	if err != nil {
 		return u, err
 	}
-	if len(u.Report.Failures) > 0 {
-		return u, fmt.Errorf("restore failures in the report: %+v", u.Report.Failures)
+	sw, err := UpdateKernel(ctx, g, to, "--pid", strconv.Itoa(s.Server.PID), "--verbose")
+	if err != nil {
+		s.Client.Close() // ends the batch in flight, which gets no reply without a server
+		load.Stop()
+		return u, err
 	}
-	return u, nil
+	u.Switch = sw
+	stats, err := load.Stop()
+	u.Writes = &stats
+	if err != nil {
+		return u, fmt.Errorf("writes during the update, %d of %d acknowledged: %w", stats.Acked, stats.Sent, err)
+	}
+	return u, u.readReport(ctx, g)
+}
+
+// readReport reads ksu-init's report into u and fails when it lists a
+// failure.
+func (u *RedisUpdate) readReport(ctx context.Context, g *qemu.Guest) error {
+	var err error
+	if u.Report, err = ReadReport(ctx, g); err != nil {
+		return err
+	}
+	if len(u.Report.Failures) > 0 {
+		return fmt.Errorf("restore failures in the report: %+v", u.Report.Failures)
+	}
+	return nil
 }
 
 // Summary formats the switch, the report's phase times, the pause that
@@ -375,6 +472,13 @@ func (u RedisUpdate) Summary() string {
 	}
 	fmt.Fprintf(&b, "  %-26s %8s  (snapshot stamp to resume, guest clock)\n", "pause in the report",
 		time.Duration(u.Report.Pause).Round(time.Millisecond))
+	if w := u.Writes; w != nil {
+		fmt.Fprintf(&b, "  %-26s %8s  (longest round trip of a batch of writes, sent at %s host time)\n",
+			"pause the writer saw", w.MaxPause.Round(time.Millisecond), w.At.UTC().Format("15:04:05.000"))
+		fmt.Fprintf(&b, "  %-26s %d acknowledged before the pause, %d in flight across it, %d after it (%d sent)\n",
+			"writes", w.AckedBefore, w.AckedAcross, w.AckedAfter, w.Sent)
+		return b.String()
+	}
 	fmt.Fprintf(&b, "  %-26s %8s  (longest PING round trip of %d, sent at %s host time)\n", "pause the client saw",
 		u.Client.MaxPause.Round(time.Millisecond), u.Client.Pings, u.Client.At.UTC().Format("15:04:05.000"))
 	return b.String()

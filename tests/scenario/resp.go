@@ -90,6 +90,46 @@ func (c *RedisClient) roundTrip(args []string) (any, error) {
 	return reply, nil
 }
 
+// Pipeline sends cmds in one write and then reads one reply per command,
+// in order. An error reply takes its command's place as a RedisError
+// value. Any other error breaks the connection, as in Do, and the
+// replies read before it are returned with it.
+func (c *RedisClient) Pipeline(cmds ...[]string) ([]any, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken != nil {
+		return nil, c.broken
+	}
+	replies, err := c.pipeline(cmds)
+	if err != nil {
+		c.broken = fmt.Errorf("redis connection %v: %w", c.conn.LocalAddr(), err)
+		return replies, c.broken
+	}
+	return replies, nil
+}
+
+func (c *RedisClient) pipeline(cmds [][]string) ([]any, error) {
+	if err := c.conn.SetDeadline(time.Now().Add(c.Timeout)); err != nil {
+		return nil, err
+	}
+	var req []byte
+	for _, args := range cmds {
+		req = append(req, encodeCommand(args)...)
+	}
+	if _, err := c.conn.Write(req); err != nil {
+		return nil, fmt.Errorf("send %d pipelined commands: %w", len(cmds), err)
+	}
+	replies := make([]any, 0, len(cmds))
+	for _, args := range cmds {
+		reply, err := readReply(c.r)
+		if err != nil {
+			return replies, fmt.Errorf("read reply to %s: %w", args[0], err)
+		}
+		replies = append(replies, reply)
+	}
+	return replies, nil
+}
+
 // String sends args and returns the reply, which must be a string.
 func (c *RedisClient) String(args ...string) (string, error) {
 	reply, err := c.Do(args...)
@@ -261,4 +301,113 @@ func (w *PauseWatch) Stop() (PauseStats, error) {
 	close(w.stop)
 	<-w.done
 	return w.stats, w.err
+}
+
+// WriteStats is what a WriteLoad sent and read. Write n is the pair
+// "INCR counter" and "RPUSH list n", and writes are numbered from 1.
+type WriteStats struct {
+	// Sent is the number of writes sent.
+	Sent int
+	// Acked is the number of acknowledged writes: the client read the
+	// replies of writes 1 to Acked, and each reply was n.
+	Acked int
+	// MaxPause is the longest round trip of one batch, from sending it
+	// to reading its last reply, and At is when that batch was sent.
+	MaxPause time.Duration
+	At       time.Time
+	// AckedBefore counts the writes acknowledged before the batch with
+	// the longest round trip was sent, AckedAcross the writes of that
+	// batch, and AckedAfter the writes acknowledged after it.
+	AckedBefore, AckedAcross, AckedAfter int
+}
+
+// WriteLoad writes to a Redis server on a client's connection at a
+// fixed interval, in pipelined batches, until Stop. Each reply must be
+// n, the number of the write: INCR returns the new counter and RPUSH the
+// new list length, so a write applied twice or lost shows in the next
+// reply. The counter and the list must not exist when the load starts.
+type WriteLoad struct {
+	counter, list string
+	batch         int
+	stop          chan struct{}
+	done          chan struct{}
+	stats         WriteStats
+	err           error
+}
+
+// StartWriteLoad starts writing to counter and list on c: every
+// interval, one batch of batch writes sent in one pipeline.
+func (c *RedisClient) StartWriteLoad(counter, list string, batch int, interval time.Duration) *WriteLoad {
+	w := &WriteLoad{counter: counter, list: list, batch: batch,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run(c, interval)
+	return w
+}
+
+func (w *WriteLoad) run(c *RedisClient, interval time.Duration) {
+	defer close(w.done)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-tick.C:
+		}
+		if err := w.writeBatch(c); err != nil {
+			w.err = err
+			return
+		}
+	}
+}
+
+// writeBatch sends the next batch and checks its replies. The writes
+// whose replies arrived count as acknowledged even when the connection
+// broke before the rest.
+func (w *WriteLoad) writeBatch(c *RedisClient) error {
+	first := w.stats.Sent + 1
+	cmds := make([][]string, 0, 2*w.batch)
+	for n := first; n < first+w.batch; n++ {
+		cmds = append(cmds, []string{"INCR", w.counter}, []string{"RPUSH", w.list, strconv.Itoa(n)})
+	}
+	sent := time.Now()
+	w.stats.Sent += w.batch
+	replies, err := c.Pipeline(cmds...)
+	took := time.Since(sent)
+	for i := 0; i+1 < len(replies); i += 2 {
+		n := first + i/2
+		if err := w.checkReplies(n, replies[i], replies[i+1]); err != nil {
+			return err
+		}
+		w.stats.Acked = n
+	}
+	if err != nil {
+		return err
+	}
+	if took > w.stats.MaxPause {
+		w.stats.MaxPause, w.stats.At = took, sent
+		w.stats.AckedBefore, w.stats.AckedAcross = first-1, w.batch
+	}
+	return nil
+}
+
+// checkReplies checks the replies to INCR and RPUSH of write n.
+func (w *WriteLoad) checkReplies(n int, incr, rpush any) error {
+	if incr != int64(n) {
+		return fmt.Errorf("write %d: INCR %s = %v, want %d", n, w.counter, incr, n)
+	}
+	if rpush != int64(n) {
+		return fmt.Errorf("write %d: RPUSH %s %d = %v, want list length %d", n, w.list, n, rpush, n)
+	}
+	return nil
+}
+
+// Stop stops the load after the batch in flight, if any, and returns
+// what it saw, with the error that ended it early.
+func (w *WriteLoad) Stop() (WriteStats, error) {
+	close(w.stop)
+	<-w.done
+	s := w.stats
+	s.AckedAfter = s.Acked - s.AckedBefore - s.AckedAcross
+	return s, w.err
 }

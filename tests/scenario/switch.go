@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -98,6 +99,10 @@ type Switch struct {
 	Total time.Duration
 	// Log holds the lines ksu wrote to the kernel log on the old kernel.
 	Log []string
+	// LogFile is the guest file that received ksu's stdout and stderr,
+	// which stops growing when ksu freezes the filesystems before the
+	// kexec.
+	LogFile string
 }
 
 var (
@@ -109,6 +114,17 @@ var (
 	handoffRE  = regexp.MustCompile(`KSU-PHASE handoff done`)
 	spawnWait  = 3 * time.Minute
 	rebootWait = 5 * time.Minute
+)
+
+// ErrUpdateExited is wrapped by the error of UpdateKernel when ksu
+// update exited on the old kernel, which it does only when it failed.
+var ErrUpdateExited = errors.New("exited on the old kernel")
+
+// fatalRE matches the marker that ksu-init prints before its ksu.onfail=
+// action, after which no handoff follows.
+var (
+	fatalRE          = regexp.MustCompile(`KSU-FATAL `)
+	handoffOrFatalRE = regexp.MustCompile(handoffRE.String() + "|" + fatalRE.String())
 )
 
 // UpdateKernel runs "ksu update" in the guest to switch it to release to,
@@ -129,15 +145,27 @@ func UpdateKernel(ctx context.Context, g *qemu.Guest, to string, args ...string)
 		return s, fmt.Errorf("start ksu update: %w", err)
 	}
 
-	kexecLine, err := waitLine(ctx, g, start, kexecRE, spawnWait)
+	s.LogFile = proc.Log
+
+	// ksu exits on the old kernel only when the update failed, before
+	// the kexec or in it, so its exit ends the waits for the new kernel.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	exited := watchExit(watchCtx, g, proc, "ksu update")
+
+	kexecLine, err := waitLineUnless(ctx, g, start, kexecRE, spawnWait, exited)
 	if err != nil {
-		return s, fmt.Errorf("wait for ksu to kexec (its log %s: %q): %w", proc.Log, spawnLog(g, proc), err)
+		return s, fmt.Errorf("wait for ksu to kexec (ksu's log %s: %q): %w", proc.Log, spawnLog(g, proc), err)
 	}
-	initLine, err := waitLine(ctx, g, kexecLine.Next(), ksuInitRE, rebootWait)
+	initLine, err := waitLineUnless(ctx, g, kexecLine.Next(), ksuInitRE, rebootWait, exited)
 	if err != nil {
-		return s, fmt.Errorf("wait for ksu-init on %s: %w", to, err)
+		return s, fmt.Errorf("wait for ksu-init on %s (ksu's log %s: %q): %w", to, proc.Log, spawnLog(g, proc), err)
 	}
-	handoff, err := waitLine(ctx, g, initLine.Next(), handoffRE, rebootWait)
+	stopWatch()
+	handoff, err := waitLine(ctx, g, initLine.Next(), handoffOrFatalRE, rebootWait)
+	if err == nil && fatalRE.MatchString(handoff.Text) {
+		err = fmt.Errorf("ksu-init failed: %s", handoff.Text)
+	}
 	if err != nil {
 		return s, fmt.Errorf("wait for ksu-init's handoff on %s: %w", to, err)
 	}
@@ -169,6 +197,46 @@ func waitLine(ctx context.Context, g *qemu.Guest, from qemu.Cursor, re *regexp.R
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	return g.WaitConsoleFrom(ctx, from, re)
+}
+
+// waitLineUnless waits as waitLine does, but ends early with the error
+// that abort delivers.
+func waitLineUnless(ctx context.Context, g *qemu.Guest, from qemu.Cursor, re *regexp.Regexp, d time.Duration, abort <-chan error) (qemu.Line, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		line qemu.Line
+		err  error
+	}
+	found := make(chan result, 1)
+	go func() {
+		line, err := waitLine(ctx, g, from, re, d)
+		found <- result{line, err}
+	}()
+	select {
+	case r := <-found:
+		return r.line, r.err
+	case err := <-abort:
+		return qemu.Line{}, err
+	}
+}
+
+// watchExit returns a channel that receives an error once the guest
+// process p has exited. Nothing is sent when ctx ends
+// first, or when the guest kernel switches while p runs: the agent that
+// watches p is gone then, and its request ends only with ctx.
+func watchExit(ctx context.Context, g *qemu.Guest, p qemu.Process, name string) <-chan error {
+	exited := make(chan error, 1)
+	go func() {
+		// tail --pid checks every 0.2 s whether the process still
+		// exists, without forking, and exits once it is gone.
+		_, err := g.Output(ctx, "tail", "-f", "/dev/null", "--pid", strconv.Itoa(p.PID), "-s", "0.2")
+		if err != nil {
+			return
+		}
+		exited <- fmt.Errorf("%s (guest pid %d): %w", name, p.PID, ErrUpdateExited)
+	}()
+	return exited
 }
 
 // spawnLog returns the output of a spawned command, or why it could not
