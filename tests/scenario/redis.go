@@ -342,12 +342,12 @@ func (s *RedisSession) StartWrites() (*WriteLoad, error) {
 }
 
 // CheckWrites checks on the client's connection that the server applied
-// the writes of a stopped load exactly once and in order: RedisLog contains
-// 1 to K with no gap and no duplicate, RedisCounter is K, and K lies
-// between the acknowledged and the sent writes. A write sent but not
-// acknowledged may be present or absent, never twice. CheckWrites then
-// deletes both keys, so that CheckPreserved compares the data set that
-// SetMarker read. It returns K.
+// the writes of a stopped load exactly once and in order. RedisLog must
+// contain 1 to K with no gap and no duplicate, RedisCounter must be K,
+// and K must lie between the acknowledged and the sent writes. A write
+// sent but not acknowledged may be present or absent, never twice. It
+// then deletes both keys, so that CheckPreserved compares the data set
+// that SetMarker read. It returns K.
 func (s *RedisSession) CheckWrites(stats WriteStats) (int, error) {
 	items, err := s.Client.Do("LRANGE", RedisLog, "0", "-1")
 	if err != nil {
@@ -418,11 +418,12 @@ func UpdateRedis(ctx context.Context, g *qemu.Guest, s *RedisSession, to string)
 	return u, u.readReport(ctx, g)
 }
 
-// UpdateRedisWriting switches the guest as UpdateRedis does, with ksu's
-// --verbose trace in u.Switch.LogFile, but the client writes on its connection all along (StartWrites) instead of
-// sending PING, until the guest agent answers on the new kernel. It
-// fails when the connection breaks or a reply shows a write lost or
-// applied twice. Check the server's copy with CheckWrites(*u.Writes).
+// UpdateRedisWriting switches the guest as UpdateRedis does, but the
+// client writes on its connection all along (StartWrites) instead of
+// sending PING, until the guest agent responds on the new kernel. ksu
+// runs with --verbose, and u.Switch.LogFile names its trace. It fails
+// when the connection breaks or a reply shows a write lost or applied
+// twice. Check the server's copy with CheckWrites(*u.Writes).
 func UpdateRedisWriting(ctx context.Context, g *qemu.Guest, s *RedisSession, to string) (RedisUpdate, error) {
 	var u RedisUpdate
 	load, err := s.StartWrites()
