@@ -15,6 +15,7 @@ import (
 
 	gocmp "github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/sys/unix"
 
 	"github.com/ksu-project/ksu/pkg/failpoint"
 	"github.com/ksu-project/ksu/pkg/restore"
@@ -68,13 +69,33 @@ func snapshotDamages(release string) []snapshotDamage {
 		{"empty part", func(t *testing.T, f *scenario.SnapshotFiles) {
 			*f = newSnapshotFiles(t, 0, nil)
 		}, notRestored + `.*stream ends 0 bytes into`},
+		{"overlapping mappings", func(t *testing.T, f *scenario.SnapshotFiles) {
+			*f = newSnapshotFiles(t, 0, snapshotStream(t, release, overlappingProcess()))
+		}, `processes 4242 not restored, booting without them: invalid snapshot: process 4242: mapping 1 \[0x401000, 0x403000\) \(anon\): overlaps the mapping before it`},
+	}
+}
+
+// overlappingProcess returns a well-formed process whose two mappings
+// overlap, which the restore must reject before it creates any task.
+func overlappingProcess() *snapshot.Process {
+	return &snapshot.Process{PID: 4242, PPID: 1, PGID: 4242, SID: 4242,
+		Threads: []snapshot.Thread{{TID: 4242}},
+		MM: &snapshot.MM{VMAs: []snapshot.VMA{
+			{Start: 0x400000, End: 0x402000, Prot: unix.PROT_READ, Kind: snapshot.VMAAnon},
+			{Start: 0x401000, End: 0x403000, Prot: unix.PROT_READ, Kind: snapshot.VMAAnon},
+		}},
 	}
 }
 
 // metaOnlyStream returns a valid compressed snapshot stream that holds
 // only its Meta, so that a reader gets to the end and checks the length.
-// The Meta names release, so that the restore needs no vDSO image.
 func metaOnlyStream(t *testing.T, release string) []byte {
+	return snapshotStream(t, release)
+}
+
+// snapshotStream returns a compressed snapshot stream of a Meta and procs.
+// The Meta names release, so that the restore needs no vDSO image.
+func snapshotStream(t *testing.T, release string, procs ...*snapshot.Process) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w, err := snapshot.NewWriter(&buf, snapshot.WriterOptions{})
@@ -87,6 +108,11 @@ func metaOnlyStream(t *testing.T, release string) []byte {
 		Monotonic: time.Hour, Boottime: time.Hour, Time: time.Now()}
 	if err := w.WriteMeta(meta); err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range procs {
+		if err := w.WriteProcess(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
