@@ -1,10 +1,15 @@
 package tests
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,4 +173,215 @@ func logGuestFile(t *testing.T, ctx context.Context, g *qemu.Guest, name, path s
 		return
 	}
 	t.Logf("%s (%s):\n%s", name, path, out)
+}
+
+// TestWriteLoadReplies runs a WriteLoad against an in-memory server on
+// loopback and checks that it stops at the first write that the server
+// applied twice.
+func TestWriteLoadReplies(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		dupWrite  int // write whose RPUSH the server applies twice, or 0
+		wait      int // list items to wait for before Stop
+		wantAcked int // acknowledged writes when the load fails, or 0
+	}{
+		{name: "exactly once", wait: 8},
+		// The first batch, writes 1 to 4, leaves 5 items and ends the load.
+		{name: "write 3 applied twice", dupWrite: 3, wait: 5, wantAcked: 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, c := startFakeRedis(t)
+			srv.dupWrite = tt.dupWrite
+			load := c.StartWriteLoad(scenario.RedisCounter, scenario.RedisLog, 4, time.Millisecond)
+			srv.waitWrites(t, tt.wait)
+			stats, err := load.Stop()
+			if tt.dupWrite != 0 {
+				if err == nil {
+					t.Fatalf("WriteLoad.Stop() = nil error, want one for write %d", tt.dupWrite)
+				}
+				if want := fmt.Sprintf("write %d:", tt.dupWrite); !strings.Contains(err.Error(), want) {
+					t.Errorf("WriteLoad.Stop() = %v, want an error about %q", err, want)
+				}
+				if stats.Acked != tt.wantAcked {
+					t.Errorf("WriteLoad.Stop() acked = %d, want %d", stats.Acked, tt.wantAcked)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("WriteLoad.Stop() = %v, want nil error", err)
+			}
+			if stats.Acked != stats.Sent || stats.Acked < 8 {
+				t.Errorf("WriteLoad.Stop() acked %d of %d sent, want all and at least 8", stats.Acked, stats.Sent)
+			}
+			if got := stats.AckedBefore + stats.AckedAcross + stats.AckedAfter; got != stats.Acked {
+				t.Errorf("WriteLoad.Stop() before+across+after = %d, want acked %d", got, stats.Acked)
+			}
+			s := &scenario.RedisSession{Client: c}
+			if k, err := s.CheckWrites(stats); err != nil || k != stats.Sent {
+				t.Errorf("CheckWrites(%+v) = %d, %v, want %d, nil", stats, k, err, stats.Sent)
+			}
+		})
+	}
+}
+
+// TestCheckWrites checks RedisSession.CheckWrites on server contents that
+// a WriteLoad could not have seen in its replies.
+func TestCheckWrites(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		list    []string
+		counter int64
+		stats   scenario.WriteStats
+		wantK   int
+		wantErr bool
+	}{
+		{"all sent present", []string{"1", "2", "3"}, 3, scenario.WriteStats{Sent: 3, Acked: 3}, 3, false},
+		{"unacknowledged absent", []string{"1", "2"}, 2, scenario.WriteStats{Sent: 3, Acked: 2}, 2, false},
+		{"acknowledged lost", []string{"1", "2"}, 2, scenario.WriteStats{Sent: 3, Acked: 3}, 2, true},
+		{"duplicate", []string{"1", "2", "2"}, 3, scenario.WriteStats{Sent: 3, Acked: 2}, 3, true},
+		{"gap", []string{"1", "3"}, 2, scenario.WriteStats{Sent: 3, Acked: 1}, 2, true},
+		{"counter differs", []string{"1", "2"}, 3, scenario.WriteStats{Sent: 3, Acked: 2}, 2, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, c := startFakeRedis(t)
+			srv.mu.Lock()
+			srv.list, srv.counter = tt.list, tt.counter
+			srv.mu.Unlock()
+			s := &scenario.RedisSession{Client: c}
+			k, err := s.CheckWrites(tt.stats)
+			if k != tt.wantK {
+				t.Errorf("CheckWrites(%+v) = %d, want %d", tt.stats, k, tt.wantK)
+			}
+			if gotErr := err != nil; gotErr != tt.wantErr {
+				t.Errorf("CheckWrites(%+v) error = %v, want error %v", tt.stats, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// fakeRedis serves INCR, RPUSH, LRANGE, GET and DEL from memory, with one
+// counter and one list whatever the key, to test the write checks
+// without a guest.
+type fakeRedis struct {
+	mu       sync.Mutex
+	counter  int64
+	list     []string
+	dupWrite int // write whose RPUSH is applied twice, or 0
+	changed  chan struct{}
+}
+
+// startFakeRedis serves a fakeRedis on a loopback listener and returns
+// it with a client connected to it. The test's cleanup closes both.
+func startFakeRedis(t *testing.T) (*fakeRedis, *scenario.RedisClient) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	srv := &fakeRedis{changed: make(chan struct{}, 1)}
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		srv.serve(conn)
+	}()
+	c, err := scenario.DialRedis(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return srv, c
+}
+
+func (f *fakeRedis) serve(conn net.Conn) {
+	r := bufio.NewReader(conn)
+	for {
+		args, err := readCommand(r)
+		if err != nil {
+			return
+		}
+		if _, err := io.WriteString(conn, f.apply(args)); err != nil {
+			return
+		}
+	}
+}
+
+// apply runs one command and returns its RESP reply.
+func (f *fakeRedis) apply(args []string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer func() {
+		select {
+		case f.changed <- struct{}{}:
+		default:
+		}
+	}()
+	switch strings.ToUpper(args[0]) {
+	case "INCR":
+		f.counter++
+		return fmt.Sprintf(":%d\r\n", f.counter)
+	case "RPUSH":
+		f.list = append(f.list, args[2])
+		if args[2] == strconv.Itoa(f.dupWrite) {
+			f.list = append(f.list, args[2])
+		}
+		return fmt.Sprintf(":%d\r\n", len(f.list))
+	case "LRANGE":
+		var b strings.Builder
+		fmt.Fprintf(&b, "*%d\r\n", len(f.list))
+		for _, v := range f.list {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(v), v)
+		}
+		return b.String()
+	case "GET":
+		v := strconv.FormatInt(f.counter, 10)
+		return fmt.Sprintf("$%d\r\n%s\r\n", len(v), v)
+	case "DEL":
+		f.counter, f.list = 0, nil
+		return ":2\r\n"
+	}
+	return "-ERR unknown command " + args[0] + "\r\n"
+}
+
+// waitWrites waits, for at most 10 s, until the list has n items.
+func (f *fakeRedis) waitWrites(t *testing.T, n int) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		f.mu.Lock()
+		got := len(f.list)
+		f.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-f.changed:
+		case <-timeout:
+			t.Fatalf("fake redis list has %d items after 10 s, want %d", got, n)
+		}
+	}
+}
+
+// readCommand reads one RESP array of bulk strings, as clients send.
+func readCommand(r *bufio.Reader) ([]string, error) {
+	var n int
+	if _, err := fmt.Fscanf(r, "*%d\r\n", &n); err != nil {
+		return nil, err
+	}
+	args := make([]string, n)
+	for i := range args {
+		var size int
+		if _, err := fmt.Fscanf(r, "$%d\r\n", &size); err != nil {
+			return nil, err
+		}
+		buf := make([]byte, size+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, err
+		}
+		args[i] = string(buf[:size])
+	}
+	return args, nil
 }
