@@ -56,6 +56,13 @@ func rollbackReady(root string) bool {
 // because from then on its peer talks to the new kernel's socket.
 // Without a result (the restorer crashed or timed out) neither is known,
 // so there is no rollback.
+//
+// Limitation: the restore rebuilds every TCP connection, and leaves
+// repair mode, when it installs the descriptors of the first process
+// that holds one. A later failure in a preserved service with open
+// connections then boots the new kernel without it instead of rolling
+// back. Keeping the sockets in repair mode until just before the resume
+// would lift this.
 func rollbackReason(res restoreResult, runErr error) (string, bool) {
 	switch {
 	case runErr != nil, res.Restored, res.Resumed, res.ConnectionsRebuilt:
