@@ -144,7 +144,6 @@ func UpdateKernel(ctx context.Context, g *qemu.Guest, to string, args ...string)
 	if err != nil {
 		return s, fmt.Errorf("start ksu update: %w", err)
 	}
-
 	s.LogFile = proc.Log
 
 	// ksu exits on the old kernel only when the update failed, before
