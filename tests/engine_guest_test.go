@@ -23,6 +23,10 @@ const guestCycleTimeout = 10 * time.Minute
 // old then new, and runs every workload through ksu dump --kill and ksu
 // restore inside it, one after the other, with the same cycle and
 // verdicts as the host test in tests/engine.
+// xfailPatience bounds the wait for the verdict of a workload that is
+// expected to fail: some hang rather than print FAIL.
+const xfailPatience = 20 * time.Second
+
 func TestEngineInGuest(t *testing.T) {
 	im := findImages(t)
 	tools := buildGuestTools(t)
@@ -45,8 +49,13 @@ func TestEngineInGuest(t *testing.T) {
 					if ok, err := b.Desc.SupportsKernel(rel); err != nil || !ok {
 						t.Skipf("skipping: needs kernel %s or later", b.Desc.MinKernel)
 					}
-					res := harness.Cycle(ctx, &scenario.GuestRunner{G: g}, b.Name)
-					v := harness.Report(t, res, b.Desc.XfailOn(rel))
+					xfail := b.Desc.XfailOn(rel)
+					runner := &scenario.GuestRunner{G: g}
+					if xfail != "" {
+						runner.Patience = xfailPatience
+					}
+					res := harness.Cycle(ctx, runner, b.Name)
+					v := harness.Report(t, res, xfail)
 					verdicts[b.Name] = fmt.Sprintf("%-5s %6s  %s", v, res.Took.Round(100*time.Millisecond), res)
 				})
 			}

@@ -30,6 +30,10 @@ const (
 // in software emulation.
 const guestStepTimeout = 90 * time.Second
 
+// defaultPatience is the longest wait for a workload's line, within
+// guestStepTimeout.
+const defaultPatience = 80 * time.Second
+
 // HostTools are host files that InstallTools copies into a guest.
 type HostTools struct {
 	KSU          string // ksu binary
@@ -81,6 +85,10 @@ func copyToGuest(ctx context.Context, g *qemu.Guest, hostPath, guestPath string)
 // their descendants, by pid. One GuestRunner runs one cycle at a time.
 type GuestRunner struct {
 	G *qemu.Guest
+	// Patience bounds the wait for a workload's verdict line. Zero
+	// means 80 s. A workload expected to fail may hang instead of
+	// printing FAIL, so a shorter bound saves emulated time.
+	Patience time.Duration
 
 	scratch string // guest scratch directory of the current workload
 }
@@ -103,7 +111,7 @@ func (r *GuestRunner) Start(ctx context.Context, name string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	out, err := r.waitLog(ctx, "READY", proc.PID)
+	out, err := r.waitLog(ctx, "READY", proc.PID, defaultPatience)
 	if err != nil {
 		return proc.PID, fmt.Errorf("wait for workload %s pid %d to be ready: %w", name, proc.PID, err)
 	}
@@ -115,22 +123,31 @@ func (r *GuestRunner) Start(ctx context.Context, name string) (int, error) {
 
 // waitLog waits in the guest, in one agent request, until the workload
 // log has a line equal to want or a line starting with "FAIL", or pid is
-// gone, and returns the log. A single request keeps round trips few
-// under software emulation.
-func (r *GuestRunner) waitLog(ctx context.Context, want string, pid int) (string, error) {
+// gone, or patience (at most defaultPatience) has passed, and returns
+// the log. A single request keeps round trips few under software
+// emulation.
+func (r *GuestRunner) waitLog(ctx context.Context, want string, pid int, patience time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, guestStepTimeout)
 	defer cancel()
-	// Poll every 50 ms, at most 1600 times (80 s, within guestStepTimeout).
-	script := `i=0
-while [ $i -lt 1600 ]; do
+	if patience <= 0 || patience > defaultPatience {
+		patience = defaultPatience
+	}
+	// Poll every 50 ms until $4 seconds of guest uptime have passed:
+	// under emulation the forks of one round take far longer than the
+	// sleep, so a count of rounds would bound nothing.
+	script := `read up _ </proc/uptime
+end=$((${up%.*} + $4))
+while :; do
 	grep -qx -e "$2" -e PASS "$1" 2>/dev/null && break
 	grep -q '^FAIL' "$1" 2>/dev/null && break
 	[ -d /proc/$3 ] || break
+	read up _ </proc/uptime
+	[ "${up%.*}" -lt "$end" ] || break
 	sleep 0.05
-	i=$((i + 1))
 done
 cat "$1"`
-	out, err := r.G.Output(ctx, "sh", "-c", script, "sh", r.log(), want, strconv.Itoa(pid))
+	seconds := strconv.Itoa(int(patience / time.Second))
+	out, err := r.G.Output(ctx, "sh", "-c", script, "sh", r.log(), want, strconv.Itoa(pid), seconds)
 	return string(out), err
 }
 
@@ -198,7 +215,7 @@ func (r *GuestRunner) Check(ctx context.Context, pid int) (bool, string, error) 
 	if _, err := r.G.Output(ctx, "kill", "-USR2", strconv.Itoa(pid)); err != nil {
 		return false, "", fmt.Errorf("check guest workload pid %d: %w", pid, err)
 	}
-	out, err := r.waitLog(ctx, "PASS", pid)
+	out, err := r.waitLog(ctx, "PASS", pid, r.Patience)
 	if err != nil {
 		return false, out, err
 	}
