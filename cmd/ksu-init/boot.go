@@ -256,6 +256,11 @@ func (b *boot) handoff() error {
 	}
 	b.init = init
 	installRecordUnit(b.log, initramfs.NewRootDir)
+	// The real init gets the kernel's rate limit on /dev/kmsg back, as
+	// the machine's configuration set it.
+	if err := b.log.RestoreRatelimit(); err != nil {
+		b.log.Printf("%v", err)
+	}
 	if err := switchRoot(b.log, initramfs.NewRootDir); err != nil {
 		return err
 	}

@@ -112,6 +112,7 @@ Options:
 // update runs the switch. It returns only on failure, or after a dry run.
 func update(o updateOptions) error {
 	log := newSwitchLog()
+	defer liftKmsgRatelimit(log)()
 	progress = newProgress(os.Stderr)
 	var tl phase.Timeline
 

@@ -36,7 +36,8 @@ type Options struct {
 	Writer snapshot.WriterOptions
 	// Progress, if not nil, is called after each chunk of page contents
 	// with the bytes of page contents written so far, from the goroutine
-	// that called Dump. It must return quickly: the processes are frozen.
+	// that called Dump. It must return quickly, because the processes are
+	// frozen meanwhile.
 	Progress func(pageBytes uint64)
 }
 

@@ -60,6 +60,8 @@ type Kmsg struct {
 	consoleLevel int
 	pending      []pendingLine
 	dropped      int
+	// restoreRatelimit puts printk_devkmsg back as OpenKernelLog found it.
+	restoreRatelimit func() error
 }
 
 type pendingLine struct {
@@ -89,15 +91,20 @@ func OpenKmsg(ident string) *Kmsg {
 	return k
 }
 
-// OpenKernelLog turns off the kernel's rate limit on /dev/kmsg writes by
-// setting printk_devkmsg to "on" (so a burst of lines from PID 1 is not
-// dropped), then opens /dev/kmsg and attaches it. It needs /proc and /dev
-// mounted. A failure to set printk_devkmsg is logged and not returned,
-// because the kernel log still works with the rate limit on.
+// OpenKernelLog turns off the kernel's rate limit on /dev/kmsg writes
+// with LiftRatelimit (so a burst of lines from PID 1 is not dropped),
+// then opens /dev/kmsg and attaches it. It needs /proc and /dev mounted.
+// A failure to lift the rate limit is logged and not returned, because
+// the kernel log still works with the rate limit on. RestoreRatelimit
+// puts the setting back.
 func (k *Kmsg) OpenKernelLog() error {
-	if err := os.WriteFile(PrintkDevkmsg, []byte("on\n"), 0); err != nil {
-		k.Logf(LevelWarning, "set %s to on: %v; the kernel may drop lines", PrintkDevkmsg, err)
+	restore, err := LiftRatelimit(PrintkDevkmsg)
+	if err != nil {
+		k.Logf(LevelWarning, "%v; the kernel may drop lines", err)
 	}
+	k.mu.Lock()
+	k.restoreRatelimit = restore
+	k.mu.Unlock()
 	f, err := os.OpenFile(DevKmsg, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("open kernel log: %w", err)
@@ -107,6 +114,21 @@ func (k *Kmsg) OpenKernelLog() error {
 		k.SetConsoleLevel(parseConsoleLevel(string(data)))
 	}
 	return nil
+}
+
+// RestoreRatelimit puts printk_devkmsg back to the setting that
+// OpenKernelLog found, so that the system that runs next gets the
+// kernel's own rate limit. It does nothing if OpenKernelLog changed
+// nothing.
+func (k *Kmsg) RestoreRatelimit() error {
+	k.mu.Lock()
+	restore := k.restoreRatelimit
+	k.restoreRatelimit = nil
+	k.mu.Unlock()
+	if restore == nil {
+		return nil
+	}
+	return restore()
 }
 
 // SetConsoleLevel records the kernel's console_loglevel, the first field
