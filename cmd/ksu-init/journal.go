@@ -20,7 +20,8 @@ const recordUnitName = "ksu-record.service"
 // configuration of the machine changes.
 const runtimeUnitDir = "/run/systemd/system"
 
-// ksuCandidates are where the ksu command may be installed in the root.
+// ksuCandidates are the paths of the ksu command in the root, tried in
+// order.
 var ksuCandidates = []string{"/usr/sbin/ksu", "/usr/local/sbin/ksu", "/usr/bin/ksu", "/usr/local/bin/ksu"}
 
 // recordUnit returns the unit file that runs "ksu status --record" once:

@@ -10,7 +10,7 @@ import (
 )
 
 const testReport = `{"kernel":"6.12.0-new","snapshot_kernel":"6.1.0-old","restored":[812],` +
-	`"failures":null,"phases":[{"phase":"restore","duration":2000000}],"pause_ns":1500000000,` +
+	`"failures":null,"phases":[{"phase":"restore","duration_ns":2000000}],"pause_ns":1500000000,` +
 	`"threads":3,"page_bytes":4096}`
 
 func writeTestReport(t *testing.T) statusOptions {
