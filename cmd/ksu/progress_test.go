@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ksu-project/ksu/pkg/dump"
 )
 
 // fakeClock returns a clock that a test moves forward by hand.
@@ -154,5 +159,42 @@ func TestProgressWriterCounts(t *testing.T) {
 	}
 	if got, want := dst.String(), "abcdefgh"; got != want {
 		t.Errorf("destination = %q, want %q", got, want)
+	}
+}
+
+// TestIntegrationProgressDump dumps a sleep process through trackDump and
+// checks that the line went from the freeze to the dump's byte counts.
+func TestIntegrationProgressDump(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to trace a process")
+	}
+	// The child must not inherit descriptors that the test binary got
+	// from its own parent, such as a pipe of the shell that runs go
+	// test: the dump rejects a pipe whose other end is outside the tree.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		t.Fatalf("mark inherited descriptors close-on-exec: %v", err)
+	}
+	pid := startChild(t, "sleep", "60")
+	var out bytes.Buffer
+	p := &progressLine{w: &out, now: time.Now}
+	opts := dump.Options{PIDs: []int{pid}, Exit: dump.ExitRunning, Producer: "progress test"}
+	w := p.trackDump(io.Discard, &opts)
+	stats, err := dump.Dump(w, opts)
+	if err != nil {
+		t.Fatalf("dump.Dump(sleep %d) = %v, want nil", pid, err)
+	}
+	p.bytes(stats.Pages, 0) // not drawn if within progressInterval
+
+	if !strings.Contains(out.String(), "ksu: freeze: 1 process tree, ") {
+		t.Errorf("progress output = %q, want the freeze step", out.String())
+	}
+	if !strings.Contains(out.String(), "ksu: dump: ") {
+		t.Errorf("progress output = %q, want the dump step", out.String())
+	}
+	if p.written == 0 {
+		t.Errorf("compressed bytes counted = 0, want the snapshot's length")
+	}
+	if stats.Pages == 0 {
+		t.Errorf("dump.Dump(sleep %d) wrote 0 bytes of pages, want the pages sleep touched", pid)
 	}
 }
