@@ -38,7 +38,7 @@ type rollbackReport struct {
 // kernel and the reason.
 func TestIntegrationRollback(t *testing.T) {
 	im := findImages(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	g := bootGuest(t, ctx, im, im.OldRelease)
 	const clockPath = "/usr/local/bin/ksu-clock"
