@@ -41,7 +41,8 @@ type Stats struct {
 	Resumed bool
 	// ConnectionsRebuilt is set once Restore starts to rebuild the
 	// established TCP connections, which leave repair mode and lift the
-	// packet drop. From then on, closing them sends the peer a reset.
+	// packet drop. From then on, closing them sends the peer a FIN or a
+	// reset.
 	ConnectionsRebuilt bool
 }
 
@@ -359,7 +360,7 @@ func (rs *restorer) mapTrees() {
 
 // eachProcess runs step on every process whose tree is still restored.
 // A failing step removes the process's tree; eachProcess returns an
-// error only when no tree is left.
+// error only when no tree is left, or at once with Options.AllOrNothing.
 func (rs *restorer) eachProcess(step func(p *snapshot.Process) error) error {
 	for _, p := range rs.procs {
 		if rs.failed[rs.roots[p.PID]] {
@@ -376,7 +377,7 @@ func (rs *restorer) eachProcess(step func(p *snapshot.Process) error) error {
 
 // dropTree removes the tree of process pid after err: it kills and reaps
 // the tree's tasks and records the failure. It returns an error when no
-// tree is left to restore.
+// tree is left to restore, or with Options.AllOrNothing.
 func (rs *restorer) dropTree(pid int32, err error) error {
 	root, ok := rs.roots[pid]
 	if !ok {
