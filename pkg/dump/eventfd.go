@@ -146,6 +146,7 @@ func (ft *fileTable) recordAnon(pid, fd int, info procfs.FDInfo, f *snapshot.Fil
 		f.Kind = snapshot.FileTimerFD
 		f.TimerFD = &snapshot.TimerFD{Clock: int32(tfd.ClockID), Flags: int32(tfd.SettimeFlags),
 			Interval: duration(tfd.Interval), Value: duration(tfd.Value), Ticks: tfd.Ticks}
+		f.TimerFD.Deadline = wallDeadline(f.TimerFD)
 	case "anon_inode:[signalfd]":
 		if info.Signalfd == nil {
 			return true, fmt.Errorf("fdinfo %d of process %d: no signalfd mask", fd, pid)
@@ -161,6 +162,19 @@ func (ft *fileTable) recordAnon(pid, fd int, info procfs.FDInfo, f *snapshot.Fil
 	f.Pos = 0
 	f.Flags &^= unix.O_LARGEFILE
 	return true, nil
+}
+
+// wallDeadline returns when an armed TFD_TIMER_ABSTIME timer on a
+// wall clock expires next, from the time left that fdinfo just showed,
+// or the zero time for any other timer. The snapshot's Meta.Time is read
+// later, after every process is collected, so it cannot serve as the
+// reference.
+func wallDeadline(t *snapshot.TimerFD) time.Time {
+	wall := t.Clock == unix.CLOCK_REALTIME || t.Clock == unix.CLOCK_REALTIME_ALARM
+	if !wall || t.Flags&unix.TFD_TIMER_ABSTIME == 0 || t.Value <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(t.Value)
 }
 
 func duration(ts procfs.Timespec) time.Duration {

@@ -101,7 +101,7 @@ func armTimerFD(fd int, t *snapshot.TimerFD, dumpedAt time.Time) error {
 		return nil // disarmed
 	}
 	if t.Flags&unix.TFD_TIMER_ABSTIME != 0 {
-		deadline, err := absoluteDeadline(t.Clock, value, dumpedAt)
+		deadline, err := absoluteDeadline(t, value, dumpedAt)
 		if err != nil {
 			return err
 		}
@@ -114,11 +114,18 @@ func armTimerFD(fd int, t *snapshot.TimerFD, dumpedAt time.Time) error {
 	return nil
 }
 
-// absoluteDeadline returns the time on clock at which a timer with left
-// to run at the dump expires now. A deadline that passed while the
-// processes were frozen makes the timer expire as soon as it is armed.
-func absoluteDeadline(clock int32, left time.Duration, dumpedAt time.Time) (time.Duration, error) {
-	if wallClock(clock) && !dumpedAt.IsZero() {
+// absoluteDeadline returns the time on t's clock at which it expires
+// now: its saved deadline on a wall clock, else now plus the time left at
+// the dump. A deadline that passed while the processes were frozen makes
+// the timer expire as soon as it is armed. A snapshot without a deadline
+// falls back on the time of the dump, which is later than when the time
+// left was read.
+func absoluteDeadline(t *snapshot.TimerFD, left time.Duration, dumpedAt time.Time) (time.Duration, error) {
+	clock := t.Clock
+	switch {
+	case wallClock(clock) && !t.Deadline.IsZero():
+		return time.Duration(t.Deadline.UnixNano()), nil
+	case wallClock(clock) && !dumpedAt.IsZero():
 		return time.Duration(dumpedAt.UnixNano()) + left, nil
 	}
 	var now unix.Timespec

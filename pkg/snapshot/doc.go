@@ -466,6 +466,7 @@
 //	   3  interval         duration
 //	   4  value            duration
 //	   5  ticks            uint64
+//	   6  deadline         time
 //
 //	SignalFD
 //	   1  mask             uint64

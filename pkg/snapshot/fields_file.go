@@ -47,6 +47,7 @@ var timerFDSchema = newSchema("TimerFD",
 	durationField(3, "interval", func(t *TimerFD) *time.Duration { return &t.Interval }),
 	durationField(4, "value", func(t *TimerFD) *time.Duration { return &t.Value }),
 	uintField(5, "ticks", func(t *TimerFD) *uint64 { return &t.Ticks }),
+	timeField(6, "deadline", func(t *TimerFD) *time.Time { return &t.Deadline }),
 )
 
 var signalFDSchema = newSchema("SignalFD",

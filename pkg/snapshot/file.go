@@ -109,6 +109,10 @@ type TimerFD struct {
 	Interval time.Duration
 	Value    time.Duration // time left until the next expiry, 0 when disarmed
 	Ticks    uint64        // expirations not yet read
+	// Deadline is the wall-clock time of the next expiry of a
+	// TFD_TIMER_ABSTIME timer on CLOCK_REALTIME or CLOCK_REALTIME_ALARM,
+	// which the restore keeps; zero for other timers.
+	Deadline time.Time
 }
 
 // SignalFD is the state of a signalfd(2).
