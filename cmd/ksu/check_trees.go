@@ -62,7 +62,7 @@ func checkTreesDetail(roots []int) []treeCheck {
 					Reason: err.Error(), Hint: "check again once the tree stops changing"})
 			}
 			for _, pid := range pids {
-				t.Blockers = append(t.Blockers, checkProcessDetail(pid)...)
+				t.Blockers = append(t.Blockers, checkProcessDetail(pid, pid == root)...)
 			}
 			t.addMemory()
 		}
@@ -106,9 +106,11 @@ func checkRootsDetail(roots []int) map[int][]blocker {
 	return out
 }
 
-// checkProcessDetail returns the objects of process pid that ksu update
-// rejects before the freeze.
-func checkProcessDetail(pid int) []blocker {
+// checkProcessDetail returns the objects of process pid, the root of its
+// tree or not, that ksu update rejects before the freeze. A zombie is
+// restored with its exit status for its parent to reap, so only a zombie
+// root, whose parent is not preserved, is rejected.
+func checkProcessDetail(pid int, root bool) []blocker {
 	st, err := procfs.ReadStat(procRoot, pid)
 	if err != nil {
 		return []blocker{{PID: pid, Object: "process", Kind: "stat", Reason: err.Error(),
@@ -119,11 +121,11 @@ func checkProcessDetail(pid int) []blocker {
 		out = append(out, blocker{PID: pid, Object: "process", Kind: "kernel thread",
 			Reason: "kernel threads belong to the kernel", Hint: "leave kernel threads out of --pid"})
 	}
-	switch st.State {
-	case 'Z', 'X':
+	switch {
+	case st.State == 'Z' && root, st.State == 'X':
 		out = append(out, blocker{PID: pid, Object: "process", Kind: "zombie",
-			Reason: "ksu update rejects zombies before the freeze", Hint: "let its parent reap it, then check again"})
-	case 'T':
+			Reason: "a zombie cannot be the root of a tree", Hint: "preserve its parent instead"})
+	case st.State == 'T':
 		out = append(out, blocker{PID: pid, Object: "process", Kind: "stopped by a signal",
 			Reason: "not supported yet", Hint: fmt.Sprintf("resume it with kill -CONT %d", pid)})
 	}

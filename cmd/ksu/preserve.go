@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -29,86 +28,30 @@ const maxTreeSize = 1 << 16
 var treeNamespaces = []string{"pid", "mnt", "net", "ipc", "uts", "user", "cgroup"}
 
 // checkTrees checks, before anything is frozen, that the trees rooted at
-// roots can be preserved. It returns one error listing every reason
-// found, or nil. The dump checks each object again while the processes
-// are frozen; this pass only makes the common rejections cheap.
+// roots can be preserved, with the checks ksu check runs. It returns one
+// error listing every blocking object found, or nil. The dump checks
+// each object again while the processes are frozen; this pass only makes
+// the common rejections cheap.
 func checkTrees(roots []int) error {
 	if len(roots) == 0 {
 		return nil
 	}
 	var reasons []string
-	reasons = append(reasons, checkRoots(roots)...)
-	if len(reasons) == 0 {
-		pids, err := listTrees(roots)
-		if err != nil {
-			return fmt.Errorf("check processes to preserve: %w", err)
+	pids := 0
+	for _, t := range checkTreesDetail(roots) {
+		pids += len(t.PIDs)
+		for _, b := range t.Blockers {
+			reasons = append(reasons, fmt.Sprintf("process %d: %s (%s): %s", b.PID, b.Object, b.Kind, b.Reason))
 		}
-		for _, pid := range pids {
-			reasons = append(reasons, checkProcess(pid)...)
-		}
-		trace.Printf("check: %s in %s %v, %s",
-			plural(len(pids), "process", "processes"), plural(len(roots), "tree", "trees"), roots,
-			plural(len(reasons), "reason to reject", "reasons to reject"))
 	}
+	trace.Printf("check: %s in %s %v, %s",
+		plural(pids, "process", "processes"), plural(len(roots), "tree", "trees"), roots,
+		plural(len(reasons), "reason to reject", "reasons to reject"))
 	if len(reasons) > 0 {
 		return fmt.Errorf("cannot preserve the requested processes, nothing was changed:\n  %s",
 			strings.Join(reasons, "\n  "))
 	}
 	return nil
-}
-
-// checkRoots rejects roots that are init, ksu or one of its ancestors, or
-// that are missing or given twice.
-func checkRoots(roots []int) []string {
-	ancestors := map[int]bool{}
-	for pid, n := os.Getpid(), 0; pid > 0 && n < maxTreeSize; n++ {
-		ancestors[pid] = true
-		st, err := procfs.ReadStat(procRoot, pid)
-		if err != nil {
-			break
-		}
-		pid = st.PPid
-	}
-	var reasons []string
-	seen := map[int]bool{}
-	for _, pid := range roots {
-		switch {
-		case seen[pid]:
-			reasons = append(reasons, fmt.Sprintf("process %d: given twice", pid))
-		case pid == 1:
-			reasons = append(reasons, "process 1: init cannot be preserved, the new kernel starts its own")
-		case ancestors[pid]:
-			reasons = append(reasons, fmt.Sprintf("process %d: ksu itself or one of its ancestors", pid))
-		}
-		seen[pid] = true
-		if _, err := os.Stat(fmt.Sprintf("%s/%d", procRoot, pid)); err != nil {
-			reasons = append(reasons, fmt.Sprintf("process %d: not found", pid))
-		}
-	}
-	return reasons
-}
-
-// checkProcess returns why process pid cannot be preserved, if it cannot.
-func checkProcess(pid int) []string {
-	st, err := procfs.ReadStat(procRoot, pid)
-	if err != nil {
-		return []string{fmt.Sprintf("process %d: %v", pid, err)}
-	}
-	var reasons []string
-	if st.Flags&pfKthread != 0 {
-		reasons = append(reasons, fmt.Sprintf("process %d (%s): a kernel thread", pid, st.Comm))
-	}
-	if st.State == 'Z' {
-		reasons = append(reasons, fmt.Sprintf("process %d (%s): a zombie, which the restore does not recreate", pid, st.Comm))
-	}
-	for _, ns := range treeNamespaces {
-		theirs, err1 := os.Readlink(fmt.Sprintf("%s/%d/ns/%s", procRoot, pid, ns))
-		ours, err2 := os.Readlink(procRoot + "/self/ns/" + ns)
-		if err1 == nil && err2 == nil && theirs != ours {
-			reasons = append(reasons, fmt.Sprintf("process %d (%s): in another %s namespace", pid, st.Comm, ns))
-		}
-	}
-	return reasons
 }
 
 // pfKthread is PF_KTHREAD of the flags in /proc/PID/stat.
