@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ksu-project/ksu/pkg/phase"
 	"github.com/ksu-project/ksu/qemu"
 	"github.com/ksu-project/ksu/tests/scenario"
 )
@@ -16,12 +17,14 @@ import (
 // TestCLI runs the operator's commands in one guest: ksu check names an
 // object that blocks a tree, ksu update --dry-run leaves the workload
 // running, --unit and --all select a systemd service, and after a real
-// update ksu status lists the preserved pid.
+// update ksu status lists the preserved pid, matches what the console
+// showed, and the journal has the report once.
 func TestCLI(t *testing.T) {
 	im := findImages(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	g := bootGuest(t, ctx, im, im.OldRelease)
+	bootDevkmsg := readDevkmsg(t, ctx, g)
 
 	const clockPath = "/usr/local/bin/ksu-clock"
 	if err := scenario.InstallClock(ctx, g, t.TempDir(), clockPath); err != nil {
@@ -42,7 +45,7 @@ func TestCLI(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	testStatusAfterUpdate(t, ctx, g, im, clock)
+	testStatusAfterUpdate(t, ctx, g, im, clock, bootDevkmsg)
 }
 
 // testCheckRejects checks a process in its own UTS namespace, which the
@@ -115,6 +118,7 @@ func testCheckAccepts(t *testing.T, ctx context.Context, g *qemu.Guest, im scena
 // testDryRun runs ksu update --dry-run on the clock workload: it must
 // exit 0, print the pause, unload the kernel and leave the clock running.
 func testDryRun(t *testing.T, ctx context.Context, g *qemu.Guest, im scenario.Images, clock scenario.Preserved) {
+	devkmsg := readDevkmsg(t, ctx, g)
 	res, err := scenario.RunKSU(ctx, g, 5*time.Minute, "update", "--latest", "--dry-run", "--pid", strconv.Itoa(clock.PID))
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +141,7 @@ func testDryRun(t *testing.T, ctx context.Context, g *qemu.Guest, im scenario.Im
 	if loaded {
 		t.Errorf("kexec_loaded after the dry run = 1, want 0")
 	}
+	checkDevkmsg(t, ctx, g, "after the dry run", devkmsg)
 	if release, err := scenario.Uname(ctx, g); err != nil || release != im.OldRelease {
 		t.Errorf("guest release after the dry run = %q, %v, want %s", release, err, im.OldRelease)
 	}
@@ -151,7 +156,8 @@ func testDryRun(t *testing.T, ctx context.Context, g *qemu.Guest, im scenario.Im
 
 // testStatusAfterUpdate switches to the new kernel with the clock
 // preserved, then checks ksu status --json and the clock's verdict.
-func testStatusAfterUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, im scenario.Images, clock scenario.Preserved) {
+func testStatusAfterUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, im scenario.Images,
+	clock scenario.Preserved, bootDevkmsg string) {
 	s, err := scenario.UpdateKernel(ctx, g, im.NewRelease, "--pid", strconv.Itoa(clock.PID))
 	if err != nil {
 		t.Fatal(err)
@@ -177,6 +183,11 @@ func testStatusAfterUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, im 
 	if _, err := g.Output(ctx, "test", "-s", st.Saved); err != nil {
 		t.Errorf("saved report %s: %v", st.Saved, err)
 	}
+	compareStatus(t, s, st)
+	checkJournal(t, ctx, g, clock)
+	// A plain boot and a boot after an update run the same ksu-init and
+	// userspace, so the setting after both must match.
+	checkDevkmsg(t, ctx, g, "after the update", bootDevkmsg)
 	text, err := scenario.RunKSU(ctx, g, time.Minute, "status")
 	if err != nil {
 		t.Fatal(err)
@@ -192,6 +203,77 @@ func testStatusAfterUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, im 
 	}
 	if verdict != "PASS" {
 		t.Errorf("clock %d after the dry run and the update: verdict %q, want PASS", clock.PID, verdict)
+	}
+}
+
+// compareStatus compares the phases and the pause of ksu status --json
+// with the KSU-PHASE markers and the time that the test saw on the
+// console: each phase of the report must have printed a marker with the
+// same duration in milliseconds, and the pause must fit in the switch.
+//
+// N.B. the report's restore phase is the restorer's own time, while the
+// console's restore marker times ksu-init's whole restore stage, which
+// also waits for the restorer to start and to exit. So for restore the
+// report must be at most the marker.
+func compareStatus(t *testing.T, s scenario.Switch, st scenario.StatusReport) {
+	t.Helper()
+	if len(st.Report.Phases) == 0 {
+		t.Errorf("ksu status phases are empty, want ksu-init's phases")
+	}
+	for _, span := range st.Report.Phases {
+		ms := span.Duration.Milliseconds()
+		found := slices.ContainsFunc(s.Phases, func(seen phase.Span) bool {
+			if span.Phase == phase.Restore {
+				return seen.Phase == span.Phase && ms <= seen.Duration.Milliseconds()
+			}
+			return seen.Phase == span.Phase && ms == seen.Duration.Milliseconds()
+		})
+		if !found {
+			t.Errorf("ksu status phase %s took %v, but the console has no marker that matches %q; markers seen: %v",
+				span.Phase, span.Duration, span.Marker(), s.Phases)
+		}
+	}
+	// The pause is read from CLOCK_REALTIME on both kernels. The new
+	// kernel starts that clock from the RTC, whose resolution is one
+	// second, so the pause may exceed the test's own measure by that.
+	pause := time.Duration(st.Report.Pause)
+	if pause <= 0 || pause > s.Total+time.Second {
+		t.Errorf("ksu status pause = %v, want more than 0 and at most the switch's %v plus 1s", pause, s.Total)
+	}
+}
+
+// checkJournal checks that ksu-record.service, which ksu-init installs,
+// logged the report's summary to the journal under the identifier ksu.
+func checkJournal(t *testing.T, ctx context.Context, g *qemu.Guest, clock scenario.Preserved) {
+	t.Helper()
+	want := "restored: 1 process [" + strconv.Itoa(clock.PID) + "]"
+	out, err := scenario.WaitJournal(ctx, g, "ksu", want, time.Minute)
+	t.Logf("journalctl -t ksu:\n%s", out)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if n := strings.Count(out, want); n != 1 {
+		t.Errorf("journalctl -t ksu has the summary %d times, want once after ksu status ran too", n)
+	}
+}
+
+// readDevkmsg returns the guest's printk_devkmsg: the kernel's rate limit
+// on /dev/kmsg, which ksu update and ksu-init lift while they log.
+func readDevkmsg(t *testing.T, ctx context.Context, g *qemu.Guest) string {
+	t.Helper()
+	out, err := g.Output(ctx, "cat", "/proc/sys/kernel/printk_devkmsg")
+	if err != nil {
+		t.Fatalf("read printk_devkmsg: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// checkDevkmsg checks that printk_devkmsg is back to want.
+func checkDevkmsg(t *testing.T, ctx context.Context, g *qemu.Guest, when, want string) {
+	t.Helper()
+	if got := readDevkmsg(t, ctx, g); got != want {
+		t.Errorf("printk_devkmsg %s = %q, want %q as before", when, got, want)
 	}
 }
 

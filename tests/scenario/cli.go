@@ -110,3 +110,25 @@ func KexecLoaded(ctx context.Context, g *qemu.Guest) (bool, error) {
 	}
 	return strings.TrimSpace(string(out)) == "1", nil
 }
+
+// WaitJournal polls "journalctl -t ident" for the current boot in the
+// guest until its messages contain want, for at most d, and returns the
+// messages. Units that log at boot may still run when the guest agent
+// first responds.
+func WaitJournal(ctx context.Context, g *qemu.Guest, ident, want string, d time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var last string
+	for {
+		out, err := g.Output(ctx, "journalctl", "-b", "-t", ident, "-o", "cat", "--no-pager")
+		last = string(out)
+		if err == nil && strings.Contains(last, want) {
+			return last, nil
+		}
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("journalctl -t %s has no %q after %v (last error %v)", ident, want, d, err)
+		case <-time.After(time.Second):
+		}
+	}
+}
