@@ -14,8 +14,14 @@ import (
 )
 
 // crossWorkloads are the workloads preserved across a switch to another
-// release, besides the clock sampler.
-var crossWorkloads = []string{"files", "signals", "pipes"}
+// release, besides the clock sampler: every one of tests/workloads but
+// tcp and unixsock. Those keep connections in their listeners' accept
+// queues, which ksu update rejects: only a dump that kills the processes
+// may take them.
+var crossWorkloads = []string{
+	"events", "files", "gothreads", "identity", "memory", "pipeline", "pipes",
+	"proctree", "signals", "threads", "timers", "udp",
+}
 
 // TestPreserveAcrossKernels switches the guest from the old release to
 // the new one with a clock sampler and workloads preserved. The sampler
