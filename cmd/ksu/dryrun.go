@@ -45,7 +45,10 @@ func dumpDryRun(initrd *kexec.Initrd, roots []int, log *switchLog) (*dryRun, err
 		f.Close()
 		return nil, err
 	}
-	stats, err := dump.Dump(cw, dump.Options{PIDs: roots, Exit: dump.ExitRunning, Producer: "ksu update --dry-run"})
+	opts := dump.Options{PIDs: roots, Exit: dump.ExitRunning, Producer: "ksu update --dry-run"}
+	w := progress.trackDump(cw, &opts)
+	stats, err := dump.Dump(w, opts)
+	progress.clear()
 	if err != nil {
 		f.Close()
 		return nil, err

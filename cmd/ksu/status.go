@@ -36,6 +36,16 @@ type updateReport struct {
 	Pause          int64        `json:"pause_ns"`
 	Threads        int          `json:"threads"`
 	PageBytes      uint64       `json:"page_bytes"`
+	// Rollback is set when the restore failed on the new kernel and
+	// ksu-init went back to this one with the same snapshot.
+	Rollback *rollback `json:"rollback,omitempty"`
+}
+
+// rollback is ksu-init's record of a return to the old kernel.
+type rollback struct {
+	FromKernel string    `json:"from_kernel"`
+	Reason     string    `json:"reason"`
+	Failures   []failure `json:"failures,omitempty"`
 }
 
 // failure is a set of processes that ksu-init did not restore, and why.
@@ -216,6 +226,12 @@ func printStatus(w io.Writer, res statusResult, asJSON bool) error {
 		plural(r.Threads, "thread", "threads"), formatBytes(r.PageBytes))
 	for _, f := range r.Failures {
 		fmt.Fprintf(w, "not restored: %s: %s\n", formatPIDs(f.PIDs), f.Reason)
+	}
+	if rb := r.Rollback; rb != nil {
+		fmt.Fprintf(w, "rolled back from kernel %s: %s\n", rb.FromKernel, rb.Reason)
+		for _, f := range rb.Failures {
+			fmt.Fprintf(w, "  failed there: %s: %s\n", formatPIDs(f.PIDs), f.Reason)
+		}
 	}
 	fmt.Fprintf(w, "pause: %s\n", time.Duration(r.Pause).Round(time.Millisecond))
 	for _, s := range r.Phases {

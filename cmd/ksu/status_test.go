@@ -168,3 +168,40 @@ func TestCommandExitStatus(t *testing.T) {
 		})
 	}
 }
+
+func TestPrintStatusRollback(t *testing.T) {
+	const report = `{"kernel":"6.1.0-50-cloud-amd64","snapshot_kernel":"6.1.0-50-cloud-amd64",
+"restored":[412],"phases":[],"pause_ns":1,
+"rollback":{"from_kernel":"6.12.117+deb12-cloud-amd64","reason":"restore failed",
+"failures":[{"pids":[412],"reason":"restore process 412: injected failure"}]}}`
+	dir := t.TempDir()
+	o := statusOptions{report: filepath.Join(dir, "report.json"), logDir: filepath.Join(dir, "log")}
+	if err := os.WriteFile(o.report, []byte(report), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := readStatus(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var text bytes.Buffer
+	if err := printStatus(&text, res, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"rolled back from kernel 6.12.117+deb12-cloud-amd64: restore failed",
+		"failed there: [412]: restore process 412: injected failure",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("printStatus() = %q, want it to contain %q", text.String(), want)
+		}
+	}
+
+	var js bytes.Buffer
+	if err := printStatus(&js, res, true); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"from_kernel": "6.12.117+deb12-cloud-amd64"`) {
+		t.Errorf("status JSON = %s, want the rollback's from_kernel", js.String())
+	}
+}
