@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -76,7 +77,7 @@ func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
 	fw := &failpointWriter{w: cw, name: "freeze"}
 	opts := dump.Options{PIDs: roots, Exit: dump.ExitStopped, Producer: "ksu update"}
 	w := progress.trackDump(fw, &opts)
-	stats, err := dump.Dump(w, opts)
+	stats, err := dumpRetrying(func() (dump.Stats, error) { return dump.Dump(w, opts) }, fw, log)
 	progress.clear()
 	if err != nil {
 		return err
@@ -121,6 +122,30 @@ func resumeTrees(roots []int) error {
 		return fmt.Errorf("resume preserved processes: %w", err)
 	}
 	return nil
+}
+
+// maxDumpTries bounds the dumps of one update, and dumpRetryDelay is the
+// wait between two: connections that wait in a listener's accept queue
+// reject a dump that leaves the processes running, and a busy server
+// usually accepts them within milliseconds.
+const (
+	maxDumpTries   = 3
+	dumpRetryDelay = 300 * time.Millisecond
+)
+
+// dumpRetrying runs dumpOnce again while it fails with a transient
+// rejection (dump.IsTransient) before writing anything to fw. Between
+// tries the processes run on, as after any failed dump.
+func dumpRetrying(dumpOnce func() (dump.Stats, error), fw *failpointWriter, log *switchLog) (dump.Stats, error) {
+	for try := 1; ; try++ {
+		stats, err := dumpOnce()
+		if err == nil || try == maxDumpTries || !dump.IsTransient(err) || fw.checked {
+			return stats, err
+		}
+		log.Printf("dump %d of at most %d: %v; the processes run again, next dump in %v",
+			try, maxDumpTries, err, dumpRetryDelay)
+		time.Sleep(dumpRetryDelay)
+	}
 }
 
 // failpointWriter checks a failpoint before the first write. Dump writes

@@ -1,6 +1,9 @@
 package dump
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // RejectError is an object that the snapshot cannot hold, found before
 // any memory was read.
@@ -9,6 +12,17 @@ type RejectError struct {
 	Object string // "fd 4", "vma 0x7f00-0x7f10", "thread 123" or "process"
 	Kind   string // what the object is, such as "socket" or "shared mapping"
 	Reason string
+	// Transient is set when the object may be gone a moment later, such
+	// as connections that wait in a listener's accept queue: a new dump
+	// may then succeed.
+	Transient bool
+}
+
+// IsTransient reports whether err rejects an object that may be gone a
+// moment later (RejectError.Transient).
+func IsTransient(err error) bool {
+	var re *RejectError
+	return errors.As(err, &re) && re.Transient
 }
 
 func (e *RejectError) Error() string {

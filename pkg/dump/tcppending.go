@@ -52,7 +52,8 @@ func (ft *fileTable) acceptTCPPending(f *snapshot.File, exit Exit) error {
 	}
 	if exit != ExitKill {
 		return &RejectError{PID: o.pid, Object: fmt.Sprintf("fd %d", o.fd), Kind: "tcp listener",
-			Reason: fmt.Sprintf("%d connections wait to be accepted, which only a dump that kills the processes may take", info.Unacked)}
+			Reason:    fmt.Sprintf("%d connections wait to be accepted, which only a dump that kills the processes may take", info.Unacked),
+			Transient: true}
 	}
 	for range info.Unacked {
 		if err := ft.acceptOneTCP(f, listener); err != nil {

@@ -485,7 +485,9 @@ func (ft *fileTable) readPending(f *snapshot.File, exit Exit) error {
 		return nil
 	}
 	if exit != ExitKill {
-		return ft.rejectUnix(f, "a pending connection has data queued, which only a dump that kills the processes may read")
+		re := ft.rejectUnix(f, "a pending connection has data queued, which only a dump that kills the processes may read")
+		re.Transient = true
+		return re
 	}
 	o := ft.owner[f.ID]
 	listener, err := socketCopy(o.pid, o.fd)
