@@ -202,13 +202,6 @@ func (s *scratch) read(n int) ([]byte, error) {
 	return buf, nil
 }
 
-func (s *scratch) write(b []byte) error {
-	if _, err := ptrace.WriteMemory(s.tid, s.addr, b); err != nil {
-		return fmt.Errorf("write scratch page of thread %d: %w", s.tid, err)
-	}
-	return nil
-}
-
 // withScratch maps a scratch page into process pid with an injected mmap,
 // runs fn and unmaps the page again, also when fn fails.
 func withScratch(t *ptrace.Tracer, pid int, fn func(*scratch) error) error {

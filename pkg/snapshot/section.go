@@ -101,8 +101,3 @@ func (t SectionType) isRecord() bool {
 	}
 	return false
 }
-
-// known reports whether this version can decode sections of type t.
-func (t SectionType) known() bool {
-	return t >= SectionMeta && t <= SectionEnd
-}
