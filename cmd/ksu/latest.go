@@ -41,7 +41,16 @@ func kernelFlags(kernel string, latest bool) (string, error) {
 	if !latest {
 		return kernel, nil
 	}
-	return latestKernel(bootDir, runningRelease())
+	running := runningRelease()
+	path, err := latestKernel(bootDir, running)
+	if err != nil {
+		return "", err
+	}
+	if release := strings.TrimPrefix(filepath.Base(path), "vmlinuz-"); compareVersions(release, running) < 0 {
+		fmt.Fprintf(os.Stderr, "ksu: warning: --latest picked %s, which is older than the running %s: no newer kernel is installed\n",
+			release, running)
+	}
+	return path, nil
 }
 
 // compareVersions compares two Debian package versions as
