@@ -101,7 +101,7 @@ func TestIntegrationSnapshotWiped(t *testing.T) {
 		t.Fatalf("parse %q: %v", ready, err)
 	}
 
-	s, err := scenario.UpdateKernel(ctx, g, im.NewRelease, "--pid", strconv.Itoa(w.PID))
+	s, err := scenario.UpdateKernel(ctx, g, im.NewRelease, "--pid", strconv.Itoa(w.PID), "--wipe-free-memory")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,15 +24,15 @@
 //
 // The snapshot holds the memory of the preserved processes. After the
 // restore, ksu-init overwrites the archive's files with zeros and removes
-// them, before the handoff (wipe.go). ksu update adds init_on_free=1 to
-// the new kernel's command line, so that the kernel zeroes every page it
-// frees: the restorer's decompression buffers when it exits, ksu-init's
-// own heap when it execs the real init, and the rest of the initramfs
-// when switch_root frees it. Without init_on_free (an operator who sets
-// init_on_free=0), those freed pages keep decompressed process memory
-// until they are reused. The memory-scan guest test checks the result
-// on Debian's 6.1 and 6.12 cloud kernels, which both accept the
-// parameter but do not turn it on by default.
+// them, before the handoff (wipe.go). With ksu update --wipe-free-memory
+// the new kernel gets init_on_free=1 and zeroes every page it frees: the
+// restorer's decompression buffers when it exits, ksu-init's own heap
+// when it execs the real init, and the rest of the initramfs when
+// switch_root frees it. Without it, those freed pages keep decompressed
+// process memory until they are reused, like the old kernel's RAM. The
+// memory-scan guest test checks the result on Debian's 6.1 and 6.12
+// cloud kernels, which both accept the parameter but do not turn it on
+// by default.
 package main
 
 import (

@@ -105,10 +105,10 @@ func checkRollbackKernel(path, release string) error {
 }
 
 // rollbackCmdline returns the command line for the old kernel: the
-// running one as the new kernel gets it, with init_on_free, but without
-// a failpoint, which was meant for one run only.
+// running one as the new kernel gets it, but without a failpoint, which
+// was meant for one run only.
 func rollbackCmdline(running string) string {
-	cmdline := kexec.Cmdline(running, withInitOnFree(running, ""))
+	cmdline := kexec.Cmdline(running, "")
 	return kexec.DropParams(cmdline, failpoint.EnvVar)
 }
 

@@ -13,9 +13,9 @@ func TestRollbackCmdline(t *testing.T) {
 	for _, tt := range []struct {
 		name, running, want string
 	}{
-		{"boot loader parameters dropped", "BOOT_IMAGE=/vmlinuz root=/dev/vda ro", "root=/dev/vda ro init_on_free=1 panic=10"},
-		{"failpoint dropped", "root=/dev/vda KSU_FAILPOINT=restore-process-9", "root=/dev/vda init_on_free=1 panic=10"},
-		{"init_on_free kept", "root=/dev/vda init_on_free=0 panic=5", "root=/dev/vda init_on_free=0 panic=5"},
+		{"boot loader parameters dropped", "BOOT_IMAGE=/vmlinuz root=/dev/vda ro", "root=/dev/vda ro panic=10"},
+		{"failpoint dropped", "root=/dev/vda KSU_FAILPOINT=restore-process-9", "root=/dev/vda panic=10"},
+		{"init_on_free kept", "root=/dev/vda init_on_free=1 panic=5", "root=/dev/vda init_on_free=1 panic=5"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := rollbackCmdline(tt.running); got != tt.want {

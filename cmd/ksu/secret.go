@@ -17,8 +17,11 @@ import (
 //     in RAM;
 //   - wipeInitrd overwrites the in-memory initramfs, which holds the
 //     compressed snapshot, with zeros before it is freed;
-//   - withInitOnFree has the new kernel zero every page it frees, which
-//     covers ksu-init's copies (see cmd/ksu-init).
+//   - with --wipe-free-memory, withInitOnFree has the new kernel zero
+//     all free memory at boot and every page it frees, which covers the
+//     old kernel's RAM and ksu-init's copies (see cmd/ksu-init). It is
+//     not the default because the clearing at boot lengthens the pause
+//     in proportion to the machine's memory.
 //
 // Limitation: the initramfs memfd is shared memory, which mlockall does
 // not lock, so under memory pressure the compressed snapshot can reach

@@ -25,6 +25,7 @@ type updateOptions struct {
 	yes        bool
 	pids       pidList // roots of the process trees to preserve
 	dryRun     bool    // stop after the load and undo everything
+	wipeFree   bool    // add init_on_free=1 to the new kernel's command line
 	rollback   rollbackOptions
 }
 
@@ -39,6 +40,8 @@ func updateFlags(fs *flag.FlagSet) func([]string) error {
 	fs.BoolVar(&o.dryRun, "dry-run", false,
 		"do everything up to the kexec, check the snapshot, then unload the kernel and go on")
 	fs.StringVar(&o.appendArgs, "append", "", "parameters added to the new kernel's command line")
+	fs.BoolVar(&o.wipeFree, "wipe-free-memory", false,
+		"have the new kernel zero all free memory at boot and every page it frees (init_on_free=1)")
 	fs.StringVar(&o.base, "base", "/usr/lib/ksu/ksu-init.cpio", "the ksu-init base initramfs")
 	fs.StringVar(&o.modulesDir, "modules-dir", "/lib/modules",
 		"where the new kernel's modules are installed, one directory per release")
@@ -55,9 +58,14 @@ Switch the running machine to the kernel VMLINUZ with kexec. The new
 kernel starts with ksu's initramfs, which loads the modules for the root
 disk and the network, mounts the root filesystem and starts the real
 init. Its command line is the running one's, less BOOT_IMAGE= and
-initrd=, plus ARGS, plus panic=10 unless a panic= is given, plus
-init_on_free=1 unless an init_on_free= is given, so that the new kernel
-zeroes the pages of the snapshot when it frees them.
+initrd=, plus ARGS, plus panic=10 unless a panic= is given.
+
+The snapshot holds the processes' memory. ksu-init wipes its copy after
+the restore, but the pages the kernel freed, and the whole RAM of the
+old kernel, keep their contents until reused, as after any kexec.
+--wipe-free-memory adds init_on_free=1, so that the new kernel zeroes
+all free memory at boot and every page it frees; the clearing at boot
+lengthens the pause in proportion to the machine's memory.
 
 With a selection, the selected process trees are checked, then frozen
 and dumped into the initramfs; ksu-init recreates them, with the
@@ -260,7 +268,11 @@ func loadKernel(o updateOptions, initrd *kexec.Initrd, log *switchLog) error {
 	if err != nil {
 		return fmt.Errorf("read running kernel's command line: %w", err)
 	}
-	next := kexec.Cmdline(string(cmdline), withInitOnFree(string(cmdline), o.appendArgs))
+	extra := o.appendArgs
+	if o.wipeFree {
+		extra = withInitOnFree(string(cmdline), extra)
+	}
+	next := kexec.Cmdline(string(cmdline), extra)
 	start := time.Now()
 	progress.begin("load", "kexec_file_load of "+formatBytes(uint64(initrd.Size())))
 	err = kexec.Load(o.kernel, initrd, next)
