@@ -145,9 +145,12 @@ func printCheck(w io.Writer, rep checkReport, asJSON bool) error {
 	if rep.Memory != nil {
 		printMemory(w, *rep.Memory)
 	}
-	if rep.Proceed {
+	switch {
+	case rep.Proceed && rep.Kernel == nil:
+		fmt.Fprintln(w, "result: the processes can be preserved; give --kernel or --latest to check the kernel too")
+	case rep.Proceed:
 		fmt.Fprintln(w, "result: the update would proceed")
-	} else {
+	default:
 		fmt.Fprintln(w, "result: the update would not proceed")
 	}
 	return nil

@@ -59,8 +59,8 @@ func dumpDryRun(initrd *kexec.Initrd, roots []int, log *switchLog) (*dryRun, err
 		f.Close()
 		return nil, err
 	}
-	log.Printf("snapshot: %d processes, %d threads, %d bytes of memory, %d bytes compressed in %d parts",
-		stats.Processes, stats.Threads, stats.Pages, hdr.CompressedSize, hdr.Parts)
+	log.Printf("snapshot: %s, %s, %d bytes of memory, %d bytes compressed in %d parts",
+		plural(stats.Processes, "process", "processes"), plural(stats.Threads, "thread", "threads"), stats.Pages, hdr.CompressedSize, hdr.Parts)
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("rewind snapshot memfd: %w", err)
@@ -90,7 +90,7 @@ func (d *dryRun) finish(w io.Writer, log *switchLog) error {
 	log.Printf("dry run: snapshot decodes, %d sections, checked in %s; kernel unloaded", sections, since(start))
 	pause := d.stats.Total + d.load
 	fmt.Fprintf(w, "dry run: the processes would have been paused about %s (freeze %s, dump %s, load %s), "+
-		"plus the filesystem sync and the kexec\n",
+		"plus the filesystem sync, the kexec and the new kernel's boot up to the restore, which a dry run cannot measure\n",
 		pause.Round(time.Millisecond), d.stats.Freeze.Round(time.Millisecond),
 		(d.stats.Total - d.stats.Freeze).Round(time.Millisecond), d.load.Round(time.Millisecond))
 	return nil

@@ -4,7 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/ksu-project/ksu/pkg/dump"
 )
@@ -51,6 +53,9 @@ Options:
 		case leaveRunning && kill:
 			return fmt.Errorf("%w: --leave-running and --kill exclude each other", errUsage)
 		}
+		if err := checkDumpRoots(pids); err != nil {
+			return err
+		}
 		opts := dump.Options{PIDs: pids, Producer: "ksu dump"}
 		if leaveRunning {
 			opts.Exit = dump.ExitRunning
@@ -59,6 +64,23 @@ Options:
 		}
 		return dumpToFile(out, opts)
 	}
+}
+
+// checkDumpRoots rejects roots that check rejects too: init, ksu or one
+// of its ancestors, a missing process or one given twice. Stopping init
+// or ksu's own shell would stop the machine or ksu itself.
+func checkDumpRoots(roots []int) error {
+	var reasons []string
+	for _, blockers := range checkRootsDetail(roots) {
+		for _, b := range blockers {
+			reasons = append(reasons, fmt.Sprintf("process %d: %s", b.PID, b.Reason))
+		}
+	}
+	if len(reasons) > 0 {
+		slices.Sort(reasons)
+		return fmt.Errorf("cannot dump the requested processes, nothing was stopped:\n  %s", strings.Join(reasons, "\n  "))
+	}
+	return nil
 }
 
 func dumpToFile(path string, opts dump.Options) error {
@@ -74,7 +96,8 @@ func dumpToFile(path string, opts dump.Options) error {
 		os.Remove(path)
 		return err
 	}
-	fmt.Printf("dumped %d processes, %d threads, %d bytes of memory in %v\n",
-		stats.Processes, stats.Threads, stats.Pages, stats.Total.Round(1e6))
+	fmt.Printf("dumped %s, %s, %d bytes of memory in %v\n",
+		plural(stats.Processes, "process", "processes"), plural(stats.Threads, "thread", "threads"),
+		stats.Pages, stats.Total.Round(1e6))
 	return nil
 }

@@ -99,8 +99,8 @@ func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
 	if err != nil {
 		return errors.Join(err, resumeTrees(roots))
 	}
-	log.Printf("snapshot: %d processes, %d threads, %d bytes of memory, %d bytes compressed in %d parts",
-		stats.Processes, stats.Threads, stats.Pages, hdr.CompressedSize, hdr.Parts)
+	log.Printf("snapshot: %s, %s, %d bytes of memory, %d bytes compressed in %d parts",
+		plural(stats.Processes, "process", "processes"), plural(stats.Threads, "thread", "threads"), stats.Pages, hdr.CompressedSize, hdr.Parts)
 	return nil
 }
 

@@ -40,8 +40,9 @@ Options:
 		if err != nil {
 			return err
 		}
-		fmt.Printf("restored %d processes, %d threads, %d bytes of memory in %v\n",
-			stats.Processes, stats.Threads, stats.Pages, stats.Total.Round(1e6))
+		fmt.Printf("restored %s, %s, %d bytes of memory in %v\n",
+			plural(stats.Processes, "process", "processes"), plural(stats.Threads, "thread", "threads"),
+			stats.Pages, stats.Total.Round(1e6))
 		return nil
 	}
 }

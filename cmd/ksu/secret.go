@@ -66,7 +66,7 @@ func wipeInitrd(initrd *kexec.Initrd, log *switchLog) {
 	for off := int64(0); off < size; {
 		n := min(int64(len(zeros)), size-off)
 		if _, err := initrd.Write(zeros[:n]); errors.Is(err, unix.EBADF) {
-			log.Printf("initramfs not wiped: it is read-only since the kernel load")
+			log.Printf("initramfs memfd not zeroed: it is read-only since the kernel load; its pages go back to the kernel unzeroed when ksu exits")
 			return
 		} else if err != nil {
 			log.Printf("warning: initramfs wiped up to byte %d of %d: %v", off, size, err)

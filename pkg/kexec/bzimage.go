@@ -44,6 +44,15 @@ type Image struct {
 // kexec_file_load on x86-64 can load it: boot protocol 2.12 or later, a
 // kernel loaded high, and a 64-bit entry point.
 func ReadImage(path string) (Image, error) {
+	// A FIFO or a device would block the open or the read, so only a
+	// regular file is opened.
+	st, err := os.Stat(path)
+	if err != nil {
+		return Image{}, fmt.Errorf("read kernel image: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return Image{}, fmt.Errorf("read kernel image %s: a %v, not a regular file", path, st.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return Image{}, fmt.Errorf("read kernel image: %w", err)

@@ -6,7 +6,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeImage returns the first bytes of a bzImage with a valid setup header
@@ -88,5 +92,25 @@ func TestReadReleaseDebianKernels(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("ReadRelease(%s) = %q, %v, want %q", k, got, err, want)
 		}
+	}
+}
+
+func TestReadImageRejectsFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vmlinuz")
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ReadImage(path)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("ReadImage(FIFO) = %v, want an error saying it is not a regular file", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadImage(FIFO) blocked for 10 s")
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/ksu-project/ksu/pkg/dump"
@@ -43,5 +44,12 @@ func TestDumpRetrying(t *testing.T) {
 				t.Errorf("dumpRetrying() dumped %d times, want %d", calls, tt.wantCalls)
 			}
 		})
+	}
+}
+
+func TestCheckDumpRootsRejectsInit(t *testing.T) {
+	err := checkDumpRoots([]int{1})
+	if err == nil || !strings.Contains(err.Error(), "process 1: init") {
+		t.Errorf("checkDumpRoots([1]) = %v, want an error naming init", err)
 	}
 }
