@@ -31,7 +31,7 @@ var treeNamespaces = []string{"pid", "mnt", "net", "ipc", "uts", "user", "cgroup
 // checkTrees checks, before anything is frozen, that the trees rooted at
 // roots can be preserved, with the checks ksu check runs. It returns one
 // error listing every blocking object found, or nil. The dump checks
-// each object again while the processes are frozen; this pass only makes
+// each object again while the processes are frozen. This pass only makes
 // the common rejections cheap.
 func checkTrees(roots []int) error {
 	if len(roots) == 0 {

@@ -35,11 +35,11 @@ func checkEventFD(pid, fd int) *RejectError {
 	return checkFDInfo(pid, fd)
 }
 
-// maxEventFDCount is the largest count an eventfd holds; a write that
+// maxEventFDCount is the largest count an eventfd holds. A write that
 // would pass it blocks.
 const maxEventFDCount = 1<<64 - 2
 
-// eventfdSemaphore tells whether eventfd fd of the frozen process pid
+// eventfdSemaphore reports whether eventfd fd of the frozen process pid
 // counts as a semaphore (EFD_SEMAPHORE), for kernels whose fdinfo does
 // not say. It reads the counter once through a copy of the descriptor:
 // a semaphore gives 1, a plain eventfd its whole count. The counter is

@@ -66,9 +66,9 @@ func newEventFD(e *snapshot.EventFD) (*fdFile, error) {
 // newTimerFD creates a timerfd and arms it with the time that was left at
 // the dump, so the time the processes spent frozen does not count. A
 // TFD_TIMER_ABSTIME timer is armed absolute again, so that
-// TFD_TIMER_CANCEL_ON_SET keeps working: on a clock that counts wall
-// time, at the same deadline, since the frozen time passed for the
-// clock too; on the others, at now plus the time left.
+// TFD_TIMER_CANCEL_ON_SET keeps working. On a clock that counts wall
+// time it keeps its deadline, because the frozen time passed for that
+// clock too. On the other clocks it expires at now plus the time left.
 func newTimerFD(t *snapshot.TimerFD, dumpedAt time.Time) (*fdFile, error) {
 	fd, err := unix.TimerfdCreate(int(t.Clock), unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
 	if err != nil {
