@@ -191,7 +191,9 @@ func finish(t *ptrace.Tracer, pids []int, exit Exit) error {
 	err := t.Close()
 	if exit == ExitKill {
 		for _, pid := range pids {
-			if kerr := unix.Kill(pid, unix.SIGKILL); kerr != nil {
+			// A zombie whose parent was killed just before may already
+			// be reaped by its new parent: gone is what the kill asks.
+			if kerr := unix.Kill(pid, unix.SIGKILL); kerr != nil && !errors.Is(kerr, unix.ESRCH) {
 				err = errors.Join(err, fmt.Errorf("kill process %d: %w", pid, kerr))
 			}
 		}
