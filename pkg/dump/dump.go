@@ -192,7 +192,7 @@ func finish(t *ptrace.Tracer, pids []int, exit Exit) error {
 	if exit == ExitKill {
 		for _, pid := range pids {
 			// A zombie whose parent was killed just before may already
-			// be reaped by its new parent: gone is what the kill asks.
+			// be reaped by its new parent, and then it is gone as wanted.
 			if kerr := unix.Kill(pid, unix.SIGKILL); kerr != nil && !errors.Is(kerr, unix.ESRCH) {
 				err = errors.Join(err, fmt.Errorf("kill process %d: %w", pid, kerr))
 			}

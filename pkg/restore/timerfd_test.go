@@ -11,8 +11,8 @@ import (
 
 // TestTimerFDAbsoluteDeadline arms absolute timerfds as if the dump had
 // happened three seconds ago with five seconds left: a wall-clock timer
-// keeps its deadline (two seconds left, or what its saved deadline
-// says), a monotonic one does not count the frozen time (five seconds
+// keeps its deadline (two seconds left, or the time to its saved
+// deadline), a monotonic one does not count the frozen time (five seconds
 // left).
 func TestTimerFDAbsoluteDeadline(t *testing.T) {
 	dumpedAt := time.Now().Add(-3 * time.Second)
