@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -140,15 +141,21 @@ var spinCounter atomic.Uint64
 // helperSpin starts threads that count, prints the counter's address and
 // exits when stdin closes.
 func helperSpin() error {
+	// READY comes once every spinning goroutine runs on its own thread,
+	// so a tracer that seizes the threads after READY holds them all.
+	var started sync.WaitGroup
+	started.Add(spinThreads)
 	for range spinThreads {
 		go func() {
 			runtime.LockOSThread()
+			started.Done()
 			for {
 				spinCounter.Add(1)
 				time.Sleep(time.Millisecond)
 			}
 		}()
 	}
+	started.Wait()
 	fmt.Printf("READY %#x\n", counterAddr())
 	_, err := io.Copy(io.Discard, os.Stdin)
 	return err
