@@ -3,9 +3,10 @@
 // Loading uses kexec_file_load(2), the only kexec call that lockdown
 // permits: the kernel verifies the image's signature itself when the
 // policy asks for it. The initramfs is assembled in a memfd, so it never
-// touches a disk, and handed to the kernel through a read-only file
-// description, because kexec_file_load rejects a file that is still open
-// for writing (ETXTBSY).
+// touches a disk, or, when memory is short, in an unnamed file that
+// NewFileInitrd creates. Either is handed to the kernel through a
+// read-only file description, because kexec_file_load rejects a file
+// that is still open for writing (ETXTBSY).
 //
 // A typical switch:
 //

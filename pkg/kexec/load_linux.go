@@ -9,11 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Initrd is an initramfs being assembled in anonymous memory (a memfd).
-// Write newc archives to it in order; Load hands it to the kernel.
+// Initrd is an initramfs being assembled in anonymous memory (a memfd)
+// or, from NewFileInitrd, in an unnamed file. Write newc archives to it
+// in order; Load hands it to the kernel.
 type Initrd struct {
 	f    *os.File
-	pos  int64 // offset of the next Write
+	dir  string // directory of the unnamed file; empty for a memfd
+	pos  int64  // offset of the next Write
 	size int64
 }
 
@@ -31,6 +33,9 @@ func (i *Initrd) Write(p []byte) (int, error) {
 	n, err := i.f.Write(p)
 	i.pos += int64(n)
 	i.size = max(i.size, i.pos)
+	if err != nil && i.dir != "" {
+		return n, fmt.Errorf("write initramfs file in %s: %w", i.dir, pathCause(err))
+	}
 	if err != nil {
 		return n, fmt.Errorf("write initramfs: %w", err)
 	}
