@@ -13,7 +13,7 @@
 //
 //	w, err := snapshot.NewWriter(dst, snapshot.WriterOptions{})
 //	err = w.WriteMeta(&meta)
-//	err = w.WriteProcess(&proc) // and WriteFile, WritePipe, WriteSharedMemory
+//	err = w.WriteProcess(&proc) // and WriteFile, WritePipe, WriteSharedMemory, WritePath
 //	err = w.WritePages(&snapshot.Pages{PID: pid, Ranges: ranges}, memReader)
 //	err = w.Close()
 //
@@ -75,9 +75,10 @@
 //	   5  SharedMemory   SharedMemory record
 //	   6  Pages          record length, Pages record, its CRC-32C, page data
 //	   7  End            End record
+//	   8  Path           PathEntry record (since minor version 1)
 //
 // Order: Meta is section 0 and appears once. Record sections (types 2 to
-// 5) come next, in any order, and all of them before the first Pages
+// 5, and 8) come next, in any order, and all of them before the first Pages
 // section, so a restore can build every process before memory arrives.
 // Sections of a type the reader does not know may appear anywhere
 // between Meta and End. End is the last section and nothing follows it:
@@ -148,6 +149,7 @@
 //	messages per socket queue        65536
 //	descriptors per socket message   1024
 //	pending connections per socket   65536
+//	pids per path entry              4194304
 //
 // # Records
 //
@@ -497,6 +499,18 @@
 //	   2  addr             bytes
 //	   3  files            packed uint64
 //
+//	PathEntry
+//	   1  path             string
+//	   2  mount            string
+//	   3  mode             uint32
+//	   4  uid              uint32
+//	   5  gid              uint32
+//	   6  size             int64
+//	   7  mod_time         time
+//	   8  offset           uint64
+//	   9  data             bytes
+//	  10  pids             packed uint32
+//
 //	TCPRepair
 //	   1  send_seq         uint32
 //	   2  recv_seq         uint32
@@ -533,6 +547,20 @@
 // or structure named in the Go field's comment: signal numbers, signal
 // masks with bit N-1 for signal N, SA_*, O_*, PROT_* and SIGEV_*
 // constants, clock ids, wait statuses and socket address structures.
+//
+// A PathEntry is a directory or regular file that the processes reach
+// (open files, mapped files, working directories, bound Unix socket
+// paths, and the directories above them) and that the new kernel's boot
+// does not bring back. With mount set, the path lives on the tmpfs
+// mounted there, and the restore creates it with mode, uid, gid and
+// mod_time, and a regular file with its content: data written at offset.
+// A file larger than one record holds comes in several entries of the
+// same path with growing offsets; the first carries size and the other
+// metadata. With mount empty, the path is on disk below /tmp, and the
+// restore keeps the boot-time cleanup from deleting it. The entries of a
+// tmpfs come in path order, so a directory precedes what it contains,
+// and the mount point itself is the first. pids lists the processes that
+// reference the path or a path below it.
 //
 // References between records use ids: FD.file, EpollTarget.file,
 // SocketMessage.files, Socket.peer and Socket.pending name a File.id;

@@ -17,7 +17,7 @@ var allSchemas = []describer{
 	sigactionSchema, siginfoSchema, itimerSchema, posixTimerSchema, fdSchema, identitySchema, rlimitSchema,
 	mmSchema, vmaSchema, fileRefSchema, sharedMemorySchema, pagesSchema, pageRangeSchema,
 	fileSchema, pipeSchema, eventFDSchema, epollSchema, epollTargetSchema, timerFDSchema, signalFDSchema,
-	socketSchema, sockOptSchema, socketMessageSchema, tcpRepairSchema,
+	socketSchema, sockOptSchema, socketMessageSchema, pathEntrySchema, tcpRepairSchema,
 }
 
 // docBlocks returns the preformatted blocks of doc.go's comment, with

@@ -11,7 +11,7 @@ const (
 	MajorVersion = 1
 	// MinorVersion changes when fields or section types are added that
 	// older readers of the same major version can skip.
-	MinorVersion = 0
+	MinorVersion = 1
 
 	fileHeaderSize    = 16 // magic, major, minor, CRC-32C
 	sectionHeaderSize = 12 // type, length
@@ -68,6 +68,7 @@ const (
 	SectionSharedMemory SectionType = 5
 	SectionPages        SectionType = 6
 	SectionEnd          SectionType = 7
+	SectionPath         SectionType = 8 // since minor version 1
 )
 
 // String returns the section type's name, or "type(N)" for a type this
@@ -88,6 +89,8 @@ func (t SectionType) String() string {
 		return "pages"
 	case SectionEnd:
 		return "end"
+	case SectionPath:
+		return "path"
 	}
 	return fmt.Sprintf("type(%d)", uint32(t))
 }
@@ -96,7 +99,7 @@ func (t SectionType) String() string {
 // must come before the first page section.
 func (t SectionType) isRecord() bool {
 	switch t {
-	case SectionProcess, SectionFile, SectionPipe, SectionSharedMemory:
+	case SectionProcess, SectionFile, SectionPipe, SectionSharedMemory, SectionPath:
 		return true
 	}
 	return false

@@ -32,10 +32,10 @@ type WriterOptions struct {
 
 // Writer writes a snapshot one section at a time into a zstd stream.
 // Call WriteMeta first, then the record sections (WriteFile, WritePipe,
-// WriteSharedMemory, WriteProcess, in any order), then the page sections,
-// then Close. Nothing is buffered beyond the section being written and
-// the compressor's window, so a snapshot never needs a second copy of
-// the memory it holds.
+// WriteSharedMemory, WritePath, WriteProcess, in any order), then the
+// page sections, then Close. Nothing is buffered beyond the section
+// being written and the compressor's window, so a snapshot never needs a
+// second copy of the memory it holds.
 //
 // After an error from the destination or from a page source the stream
 // is broken, and every later call returns that error. An invalid record
