@@ -26,6 +26,7 @@ type updateOptions struct {
 	pids       pidList // roots of the process trees to preserve
 	dryRun     bool    // stop after the load and undo everything
 	wipeFree   bool    // add init_on_free=1 to the new kernel's command line
+	spill      string  // directory of the initramfs file; empty keeps it in memory
 	rollback   rollbackOptions
 }
 
@@ -42,6 +43,8 @@ func updateFlags(fs *flag.FlagSet) func([]string) error {
 	fs.StringVar(&o.appendArgs, "append", "", "parameters added to the new kernel's command line")
 	fs.BoolVar(&o.wipeFree, "wipe-free-memory", false,
 		"have the new kernel zero all free memory at boot and every page it frees (init_on_free=1)")
+	fs.StringVar(&o.spill, "spill", "",
+		"write the initramfs with the snapshot to an unnamed file, mode 0600, in directory DIR instead of memory")
 	fs.StringVar(&o.base, "base", "/usr/lib/ksu/ksu-init.cpio", "the ksu-init base initramfs")
 	fs.StringVar(&o.modulesDir, "modules-dir", "/lib/modules",
 		"where the new kernel's modules are installed, one directory per release")
@@ -52,7 +55,7 @@ func updateFlags(fs *flag.FlagSet) func([]string) error {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: ksu update {--kernel VMLINUZ | --latest} [--pid PID... | --cgroup PATH... |
                   --unit NAME... | --all [--exclude COMM...]] [--append ARGS]
-                  [--config FILE] [--dry-run] [--yes] [--verbose]
+                  [--config FILE] [--dry-run] [--spill DIR] [--yes] [--verbose]
 
 Switch the running machine to the kernel VMLINUZ with kexec. The new
 kernel starts with ksu's initramfs, which loads the modules for the root
@@ -80,6 +83,7 @@ with the snapshot, reads the snapshot back to check that it decodes,
 then unloads the kernel and prints how long the pause would have been.
 The processes are paused for the freeze and the dump only.
 
+`+spillHelp+`
 One ksu update runs at a time: it holds /run/ksu/lock, and it rejects
 the update while apt or dpkg holds /var/lib/dpkg/lock-frontend or
 /var/lib/dpkg/lock. It holds dpkg's locks too until the kexec, so that
@@ -149,10 +153,9 @@ func update(o updateOptions) error {
 	lockMemory(log)
 	initrd, err := assembleInitrd(o, img.Release, log)
 	if err != nil {
-		return err
+		return fmt.Errorf("phase load, before the freeze, nothing was changed: %w", err)
 	}
-	defer initrd.Close()
-	defer wipeInitrd(initrd, log) // update returns only when the kexec did not happen
+	defer discardInitrd(initrd, log) // update returns only when the kexec did not happen
 	if err := appendRollback(initrd, o, log); err != nil {
 		return fmt.Errorf("phase check, nothing was changed: %w", err)
 	}
@@ -177,6 +180,9 @@ func update(o updateOptions) error {
 	tl.Begin(phase.Load)
 	if err := loadKernel(o, initrd, log); err != nil {
 		return errors.Join(fmt.Errorf("phase load, processes resumed: %w", err), resumeTrees(o.pids))
+	}
+	if o.spill != "" {
+		discardInitrd(initrd, log) // the kernel has its copy
 	}
 	if err := failpoint.Check("load"); err != nil {
 		return errors.Join(fmt.Errorf("phase load, kernel unloaded and processes resumed: %w", err),
@@ -244,17 +250,17 @@ func confirm(o updateOptions, release string) error {
 // into a new in-memory initramfs. The caller closes it.
 func assembleInitrd(o updateOptions, release string, log *switchLog) (*kexec.Initrd, error) {
 	start := time.Now()
-	initrd, err := kexec.NewInitrd()
+	initrd, err := newInitrd(o)
 	if err != nil {
 		return nil, err
 	}
 	if err := appendFile(initrd, o.base); err != nil {
-		initrd.Close()
+		discardInitrd(initrd, log)
 		return nil, err
 	}
 	n, err := appendModules(initrd, filepath.Join(o.modulesDir, release), release)
 	if err != nil {
-		initrd.Close()
+		discardInitrd(initrd, log)
 		return nil, err
 	}
 	log.Printf("initramfs: %d modules, %d KiB in %s", n, initrd.Size()>>10, since(start))
