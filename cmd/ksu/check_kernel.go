@@ -51,10 +51,8 @@ func checkKernel(o checkOptions) kernelCheck {
 	}
 	k.Release = img.Release
 	if k.Release != "" {
-		dep := filepath.Join(o.modulesDir, k.Release, "modules.dep")
-		if _, err := os.Stat(dep); err != nil {
-			k.Problems = append(k.Problems, fmt.Sprintf("modules of kernel %s: %v (install its package, or run depmod %s)",
-				k.Release, err, k.Release))
+		if err := checkModuleIndex(o.modulesDir, k.Release); err != nil {
+			k.Problems = append(k.Problems, err.Error())
 		}
 	}
 	if _, err := os.Stat(o.base); err != nil {

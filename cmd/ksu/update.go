@@ -218,10 +218,8 @@ func checkUpdate(o updateOptions) (kexec.Image, error) {
 	if err != nil {
 		return kexec.Image{}, err
 	}
-	modules := filepath.Join(o.modulesDir, img.Release)
-	if _, err := os.Stat(filepath.Join(modules, "modules.dep")); err != nil {
-		return kexec.Image{}, fmt.Errorf("modules of kernel %s: %w (install its package, or run depmod %s)",
-			img.Release, err, img.Release)
+	if err := checkModuleIndex(o.modulesDir, img.Release); err != nil {
+		return kexec.Image{}, err
 	}
 	if _, err := os.Stat(o.base); err != nil {
 		return kexec.Image{}, fmt.Errorf("ksu-init base initramfs: %w", err)
