@@ -59,34 +59,56 @@ func testRedisDumpRestore(t *testing.T, ctx context.Context, g *qemu.Guest) {
 	}
 }
 
-// TestRedisAcrossUpdate switches the guest to the new release with ksu
-// update while a host client holds one connection to a loaded
+// TestRedisAcrossUpdate runs the redis scenario on each of the three
+// updates: to the next major release, a stable update within the old
+// release, and back from the new release to the old one.
+func TestRedisAcrossUpdate(t *testing.T) {
+	im := findImages(t)
+	t.Run("major", func(t *testing.T) {
+		testRedisUpdate(t, im, im.OldRelease, im.NewRelease, true)
+	})
+	t.Run("stable", func(t *testing.T) {
+		stable := earlierStable(im)
+		if stable == "" {
+			t.Skipf("skipping: the images hold no other stable update of %s (EXTRA_KERNEL_PKGS in qemu/versions)", im.OldRelease)
+		}
+		testRedisUpdate(t, im, stable, im.OldRelease, false)
+	})
+	t.Run("back", func(t *testing.T) {
+		testRedisUpdate(t, im, im.NewRelease, im.OldRelease, false)
+	})
+}
+
+// testRedisUpdate switches a guest from release from to release to with
+// ksu update while a host client holds one connection to a loaded
 // redis-server through the port forward and writes on it all along. On
 // that same connection the server must have every acknowledged write
 // exactly once, the same data otherwise, the same PID and the write made
-// just before the update, and must take a new write. A failing ksu
-// update runs first, and its wait must end as soon as ksu exits.
-func TestRedisAcrossUpdate(t *testing.T) {
-	im := findImages(t)
+// just before the update, and must take a new write. With failFirst, a
+// failing ksu update runs first, and its wait must end as soon as ksu
+// exits.
+func testRedisUpdate(t *testing.T, im scenario.Images, from, to string, failFirst bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	g := bootGuest(t, ctx, im, im.OldRelease, scenario.RedisPort)
+	g := bootGuest(t, ctx, im, from, scenario.RedisPort)
 	s := startRedisSession(t, ctx, g)
 	if err := s.SetMarker("before-update"); err != nil {
 		t.Fatal(err)
 	}
 	local := s.Client.LocalAddr().String()
-	checkFailedUpdateEndsWait(t, ctx, g, s.Server.PID)
+	if failFirst {
+		checkFailedUpdateEndsWait(t, ctx, g, s.Server.PID)
+	}
 
-	u, err := scenario.UpdateRedisWriting(ctx, g, s, im.NewRelease)
+	u, err := scenario.UpdateRedisWriting(ctx, g, s, to)
 	if err != nil {
 		logRestorer(t, g)
 		t.Fatal(err)
 	}
-	t.Logf("client %s kept its connection across the update\n%s", local, u.Summary())
+	t.Logf("client %s kept its connection across the update from %s\n%s", local, from, u.Summary())
 	logGuestFile(t, ctx, g, "ksu update --verbose", u.Switch.LogFile)
-	if u.Switch.To != im.NewRelease {
-		t.Errorf("guest runs %s after the update, want %s", u.Switch.To, im.NewRelease)
+	if u.Switch.To != to {
+		t.Errorf("guest runs %s after the update, want %s", u.Switch.To, to)
 	}
 	if got := s.Client.LocalAddr().String(); got != local {
 		t.Errorf("client address after the update = %s, want %s", got, local)
