@@ -80,7 +80,7 @@ func TestRedisAcrossUpdate(t *testing.T) {
 }
 
 // testRedisUpdate switches a guest from release from to release to with
-// ksu update while a host client holds one connection to a loaded
+// ksu update while a host client keeps one connection open to a loaded
 // redis-server through the port forward and writes on it all along. On
 // that same connection the server must have every acknowledged write
 // exactly once, the same data otherwise, the same PID and the write made
