@@ -8,16 +8,16 @@ import (
 	"strings"
 )
 
-// dpkgStatus is dpkg's database of package states; a variable so that
-// tests can point it at a fixture.
+// dpkgStatus is the path of dpkg's database of package states. Tests
+// point it at a fixture.
 var dpkgStatus = "/var/lib/dpkg/status"
 
 // checkModuleIndex checks that the modules of kernel release under
 // modulesDir are indexed: ksu reads modules.dep to put the modules the new
 // kernel needs into the initramfs. Debian's kernel packages ship no
 // modules.dep; their postinst runs depmod, so the file is missing when
-// the package is unpacked but not configured. The error says which
-// command fixes it.
+// the package is unpacked but not configured. The error names the command
+// that writes the index.
 func checkModuleIndex(modulesDir, release string) error {
 	dep := filepath.Join(modulesDir, release, "modules.dep")
 	_, err := os.Stat(dep)
@@ -28,9 +28,9 @@ func checkModuleIndex(modulesDir, release string) error {
 	return fmt.Errorf("modules of kernel %s: %w (%s)", release, err, moduleIndexHint(release, pkg, state))
 }
 
-// moduleIndexHint says how to write the missing module index of kernel
-// release, whose package pkg is in dpkg state state ("" when dpkg does not
-// know it).
+// moduleIndexHint returns the command that writes the missing module index
+// of kernel release, whose package pkg is in dpkg state state ("" when
+// dpkg does not know it).
 func moduleIndexHint(release, pkg, state string) string {
 	switch state {
 	case "":
@@ -52,9 +52,9 @@ func moduleIndexHint(release, pkg, state string) string {
 // when no such package is on the system: for a kernel installed by "make
 // install", for a package removed or purged, or without dpkg.
 //
-// Limitation: a kernel package named otherwise (a custom make-kpkg or
-// bindeb-pkg build with another name) is not recognised, and the error
-// then suggests depmod instead of dpkg --configure; both write the index.
+// Limitation: a kernel package with another name, such as one built by
+// make-kpkg or bindeb-pkg, is not recognised. The error then suggests
+// depmod in place of dpkg --configure, which writes the index too.
 func kernelPackageState(path, release string) (pkg, state string) {
 	f, err := os.Open(path)
 	if err != nil {
