@@ -8,7 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/ksu-project/ksu/pkg/internal/netnstest"
+	"github.com/ksu-project/ksu/pkg/netnstest"
 	"github.com/ksu-project/ksu/pkg/snapshot"
 )
 

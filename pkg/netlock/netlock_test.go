@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ksu-project/ksu/pkg/internal/netnstest"
+	"github.com/ksu-project/ksu/pkg/netnstest"
 )
 
 // readWithin reads from c until timeout and returns what arrived.

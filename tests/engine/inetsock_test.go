@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -14,41 +13,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ksu-project/ksu/pkg/netnstest"
 )
-
-// netnsEnv marks a test binary that runs inside the network namespace
-// that runInNetns created for it.
-const netnsEnv = "KSU_TEST_NETNS"
-
-// runInNetns runs the calling test again in a child test binary inside a
-// new network namespace with only loopback up, so that the tracee's
-// addresses and ports are the test's alone. It returns true in that
-// child, where the test goes on; in the parent it reports the child's
-// result and returns false.
-func runInNetns(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(netnsEnv) == "1" {
-		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-			t.Fatalf("ip link set lo up in the test's network namespace: %v\n%s", err, out)
-		}
-		return true
-	}
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		t.Skip("skipping: unshare not found, needed for a network namespace")
-	}
-	cmd := exec.Command(unshare, "--net", "--", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("in a new network namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("%s in a new network namespace: %v", t.Name(), err)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("%s in a new network namespace did not pass", t.Name())
-	}
-	return false
-}
 
 // buildWithWL compiles testdata/name.c with the workloads' wl.c into dir.
 func buildWithWL(t testing.TB, dir, name string) string {
@@ -83,7 +50,7 @@ const tcpListener4 = 3
 
 func TestIntegrationTCPListen(t *testing.T) {
 	needRoot(t)
-	if !runInNetns(t) {
+	if !netnstest.Run(t) {
 		return
 	}
 	bin := buildWithWL(t, t.TempDir(), "tcplisten")
@@ -98,7 +65,7 @@ const udpBound = 3
 
 func TestIntegrationUDP(t *testing.T) {
 	needRoot(t)
-	if !runInNetns(t) {
+	if !netnstest.Run(t) {
 		return
 	}
 	bin := buildWorkload(t, t.TempDir(), "udp")
@@ -125,7 +92,7 @@ func stealBytes(t *testing.T, pid, fd, n int) int {
 
 func TestIntegrationTCPEstablished(t *testing.T) {
 	needRoot(t)
-	if !runInNetns(t) {
+	if !netnstest.Run(t) {
 		return
 	}
 	bin := buildWithWL(t, t.TempDir(), "tcpconn")
@@ -140,7 +107,7 @@ func TestIntegrationTCPEstablished(t *testing.T) {
 // talks to the restored server over the same connection.
 func TestIntegrationTCPOutsidePeer(t *testing.T) {
 	needRoot(t)
-	if !runInNetns(t) {
+	if !netnstest.Run(t) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -178,7 +145,7 @@ func TestIntegrationTCPOutsidePeer(t *testing.T) {
 // the listener's accept queue with data sent on it.
 func TestIntegrationTCPWorkload(t *testing.T) {
 	needRoot(t)
-	if !runInNetns(t) {
+	if !netnstest.Run(t) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

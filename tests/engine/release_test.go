@@ -11,6 +11,7 @@ import (
 
 	"github.com/ksu-project/ksu/pkg/dump"
 	"github.com/ksu-project/ksu/pkg/netlock"
+	"github.com/ksu-project/ksu/pkg/netnstest"
 	"github.com/ksu-project/ksu/pkg/tcprepair"
 )
 
@@ -20,7 +21,7 @@ import (
 // the connection back: out of repair mode, the drop gone, data flowing.
 func TestIntegrationReleaseConnections(t *testing.T) {
 	needRoot(t)
-	if !runInNetns(t) {
+	if !netnstest.Run(t) {
 		return
 	}
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ksu-project/ksu/pkg/dump"
+	"github.com/ksu-project/ksu/pkg/netnstest"
 )
 
 // TestIntegrationTCPDualStackServer restores a server laid out like
@@ -25,7 +26,7 @@ import (
 // each way afterwards.
 func TestIntegrationTCPDualStackServer(t *testing.T) {
 	needRoot(t)
-	if !runInNetns(t) {
+	if !netnstest.Run(t) {
 		return
 	}
 	bin := buildWithWL(t, t.TempDir(), "tcpdual")
@@ -94,7 +95,7 @@ func lastLine(s string) string {
 // main OS thread there, which the runtime parks instead of ending.
 func TestIntegrationRestoreFailureReaps(t *testing.T) {
 	needRoot(t)
-	if !runInNetns(t) {
+	if !netnstest.Run(t) {
 		return
 	}
 	dir := t.TempDir()
