@@ -234,8 +234,23 @@ func (h host) cgroupMembers(path string) ([]int, error) {
 // walkCgroup reads cgroup.procs of dir and of every cgroup below it.
 func walkCgroup(dir string) ([]int, error) {
 	var pids []int
+	err := eachCgroup(dir, func(path string) error {
+		procs, err := readCgroupProcs(filepath.Join(path, "cgroup.procs"))
+		pids = append(pids, procs...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list processes of cgroup %s: %w", dir, err)
+	}
+	return pids, nil
+}
+
+// eachCgroup calls fn for root and every cgroup below it, up to
+// maxCgroups of them. fn may return fs.SkipDir to skip a cgroup's
+// children.
+func eachCgroup(root string, fn func(path string) error) error {
 	n := 0
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			// A cgroup removed during the walk has no processes left.
 			if errors.Is(err, fs.ErrNotExist) {
@@ -247,16 +262,10 @@ func walkCgroup(dir string) ([]int, error) {
 			return nil
 		}
 		if n++; n > maxCgroups {
-			return fmt.Errorf("more than %d cgroups below %s", maxCgroups, dir)
+			return fmt.Errorf("more than %d cgroups below %s", maxCgroups, root)
 		}
-		procs, err := readCgroupProcs(filepath.Join(path, "cgroup.procs"))
-		pids = append(pids, procs...)
-		return err
+		return fn(path)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list processes of cgroup %s: %w", dir, err)
-	}
-	return pids, nil
 }
 
 func readCgroupProcs(path string) ([]int, error) {
@@ -349,21 +358,8 @@ func (h host) unitCgroup(name string) (string, error) {
 // findCgroup returns every cgroup below root whose name is name.
 func findCgroup(root, name string) ([]string, error) {
 	var matches []string
-	n := 0
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		if n++; n > maxCgroups {
-			return fmt.Errorf("more than %d cgroups below %s", maxCgroups, root)
-		}
-		if d.Name() == name && path != root {
+	err := eachCgroup(root, func(path string) error {
+		if filepath.Base(path) == name && path != root {
 			matches = append(matches, path)
 			return fs.SkipDir
 		}
