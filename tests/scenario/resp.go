@@ -271,26 +271,36 @@ func (c *RedisClient) WatchPauses(interval time.Duration) *PauseWatch {
 
 func (w *PauseWatch) run(c *RedisClient, interval time.Duration) {
 	defer close(w.done)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-w.stop:
-			return
-		case <-tick.C:
-		}
+	w.err = everyTick(w.stop, interval, func() error {
 		sent := time.Now()
 		pong, err := c.String("PING")
 		if err == nil && pong != "PONG" {
 			err = fmt.Errorf("PING: reply %q, want PONG", pong)
 		}
 		if err != nil {
-			w.err = err
-			return
+			return err
 		}
 		w.stats.Pings++
 		if d := time.Since(sent); d > w.stats.MaxPause {
 			w.stats.MaxPause, w.stats.At = d, sent
+		}
+		return nil
+	})
+}
+
+// everyTick calls step every interval until stop is closed or step
+// returns an error, which it returns.
+func everyTick(stop <-chan struct{}, interval time.Duration, step func() error) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-tick.C:
+		}
+		if err := step(); err != nil {
+			return err
 		}
 	}
 }
@@ -346,19 +356,7 @@ func (c *RedisClient) StartWriteLoad(counter, list string, batch int, interval t
 
 func (w *WriteLoad) run(c *RedisClient, interval time.Duration) {
 	defer close(w.done)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-w.stop:
-			return
-		case <-tick.C:
-		}
-		if err := w.writeBatch(c); err != nil {
-			w.err = err
-			return
-		}
-	}
+	w.err = everyTick(w.stop, interval, func() error { return w.writeBatch(c) })
 }
 
 // writeBatch sends the next batch and checks its replies. The writes
