@@ -142,6 +142,11 @@ func readReport(path string) (*updateReport, error) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return nil, fmt.Errorf("decode update report %s: %w", path, err)
 	}
+	// ksu-init writes the running kernel into every report, even one of
+	// a boot that restored nothing.
+	if rep.Kernel == "" {
+		return nil, fmt.Errorf("decode update report %s: missing kernel field: not a report of ksu-init", path)
+	}
 	return &rep, nil
 }
 

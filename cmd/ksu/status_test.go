@@ -94,13 +94,15 @@ func TestStatusNoReport(t *testing.T) {
 }
 
 func TestStatusDamagedReport(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "report.json")
-	if err := os.WriteFile(path, []byte(`{"restored": [1,`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err := readStatus(statusOptions{report: path, logDir: t.TempDir()})
-	if err == nil || !strings.Contains(err.Error(), "decode update report") {
-		t.Errorf("readStatus(damaged) = %v, want a decode error", err)
+	for _, content := range []string{`{"restored": [1,`, `{}`, `{"restored": [1]}`, `[]`} {
+		path := filepath.Join(t.TempDir(), "report.json")
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := readStatus(statusOptions{report: path, logDir: t.TempDir()})
+		if err == nil || !strings.Contains(err.Error(), "decode update report") {
+			t.Errorf("readStatus(%s) = %v, want a decode error", content, err)
+		}
 	}
 }
 
