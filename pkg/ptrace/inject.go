@@ -64,22 +64,22 @@ func (t *Tracer) SetSyscallSite(pid int, addr uintptr) error {
 // close the window during the call.
 func (t *Tracer) Syscall(tid int, nr uintptr, args ...uintptr) (uintptr, error) {
 	if len(args) > 6 {
-		return 0, fmt.Errorf("inject system call %d into thread %d: %d arguments, want at most 6", nr, tid, len(args))
+		return 0, fmt.Errorf("inject %s into thread %d: %d arguments, want at most 6", SyscallName(nr), tid, len(args))
 	}
 	var ret uintptr
 	err := t.do(func() error {
 		th, err := t.stopped(tid)
 		if err != nil {
-			return fmt.Errorf("inject system call %d: %w", nr, err)
+			return fmt.Errorf("inject %s: %w", SyscallName(nr), err)
 		}
 		ret, err = t.inject(th, nr, args)
 		if err != nil {
-			return fmt.Errorf("inject system call %d into thread %d: %w", nr, tid, err)
+			return fmt.Errorf("inject %s into thread %d: %w", SyscallName(nr), tid, err)
 		}
 		return nil
 	})
 	if errno := -int64(ret); err == nil && errno > 0 && errno <= 4095 {
-		err = fmt.Errorf("system call %d in thread %d: %w", nr, tid, unix.Errno(-ret))
+		err = fmt.Errorf("%s in thread %d: %w", SyscallName(nr), tid, unix.Errno(-ret))
 	}
 	return ret, err
 }
