@@ -7,7 +7,7 @@ import (
 )
 
 // syscallNames names the system calls that the dump and the restore
-// inject, so that an error says "setpgid" rather than a number.
+// inject, so that an error names "setpgid" rather than a number.
 var syscallNames = map[uintptr]string{
 	unix.SYS_ARCH_PRCTL:         "arch_prctl",
 	unix.SYS_BIND:               "bind",
