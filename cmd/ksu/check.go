@@ -64,7 +64,7 @@ invalid usage.
 
 Options:
 `)
-		fs.PrintDefaults()
+		printOptions(fs)
 	}
 	return func(args []string) error {
 		if len(args) > 0 {

@@ -42,7 +42,7 @@ error they resume where they were and FILE is removed.
 
 Options:
 `)
-		fs.PrintDefaults()
+		printOptions(fs)
 	}
 	return func(args []string) error {
 		switch {

@@ -82,14 +82,12 @@ func writeManCommand(b *bytes.Buffer, name string) {
 	fmt.Fprintf(b, ".SS %s\n", name)
 	roffText(b, description)
 	fs.VisitAll(func(f *flag.Flag) {
-		arg, usage := flag.UnquoteUsage(f)
-		if arg == "" {
-			fmt.Fprintf(b, ".TP\n.B \\-\\-%s\n", flagName(f.Name))
+		name, usage := optionSpec(f)
+		flagPart, arg, hasArg := strings.Cut(name, " ")
+		if hasArg {
+			fmt.Fprintf(b, ".TP\n.BI \"%s \" %s\n", flagName(flagPart), arg)
 		} else {
-			fmt.Fprintf(b, ".TP\n.BI \"\\-\\-%s \" %s\n", flagName(f.Name), strings.ToUpper(arg))
-		}
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
-			usage += " (default: " + f.DefValue + ")"
+			fmt.Fprintf(b, ".TP\n.B %s\n", flagName(flagPart))
 		}
 		b.WriteString(roffEscape(usage) + "\n")
 	})

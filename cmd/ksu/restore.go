@@ -10,9 +10,10 @@ import (
 
 func restoreFlags(fs *flag.FlagSet) func([]string) error {
 	var verbose bool
-	fs.BoolVar(&verbose, "v", false, "log each restore step to stderr")
+	fs.BoolVar(&verbose, "verbose", false, "log each restore step to stderr")
+	fs.BoolVar(&verbose, "v", false, "the same as --verbose")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: ksu restore [-v] FILE
+		fmt.Fprint(fs.Output(), `usage: ksu restore [--verbose] FILE
 
 Recreate the processes of the snapshot FILE on the running kernel, with
 their PIDs, memory, threads and files, and return once they run. The
@@ -21,7 +22,7 @@ and are reparented to init when ksu exits.
 
 Options:
 `)
-		fs.PrintDefaults()
+		printOptions(fs)
 	}
 	return func(args []string) error {
 		if len(args) != 1 {

@@ -94,7 +94,7 @@ action by the operator.
 
 Options:
 `)
-		fs.PrintDefaults()
+		printOptions(fs)
 	}
 	return func(args []string) error {
 		if len(args) > 0 {

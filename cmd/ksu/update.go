@@ -94,7 +94,7 @@ no package is installed meanwhile.
 `+configHelp+`
 Options:
 `)
-		fs.PrintDefaults()
+		printOptions(fs)
 	}
 	return func(args []string) error {
 		if len(args) > 0 {

@@ -129,9 +129,9 @@ while [ -d /proc/$1 ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i + 1)); done
 	return step, nil
 }
 
-// Restore runs "ksu restore -v path" in the guest.
+// Restore runs "ksu restore --verbose path" in the guest.
 func Restore(ctx context.Context, g *qemu.Guest, path string) (GuestStep, error) {
-	return runStep(ctx, g, GuestKSU, "restore", "-v", path)
+	return runStep(ctx, g, GuestKSU, "restore", "--verbose", path)
 }
 
 // redisStepTimeout bounds one ksu command in the guest.
