@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/ksu-project/ksu/pkg/dump"
 	"github.com/ksu-project/ksu/pkg/procfs"
 )
 
@@ -37,15 +39,14 @@ type blocker struct {
 }
 
 // checkTreesDetail checks each tree rooted at roots without stopping any
-// process.
+// process: its own checks of the roots, kernel threads, zombies and
+// namespaces, then the dump's checks of each process's mappings and fds.
 //
-// Limitation: it runs the checks that need neither ptrace nor a freeze
-// (the roots, kernel threads, zombies, namespaces, chroot, stopped
-// processes). The engine's per-descriptor checks (unsupported sockets,
-// anonymous inodes, devices, pipe peers outside the tree) are unexported
-// in pkg/dump or need the processes frozen, so ksu update can still
-// reject a tree that ksu check accepts. Exporting dump's check(pid)
-// would let ksu check list those objects too.
+// Limitation: the checks that need the tree frozen (a pipe whose other
+// end is outside the tree, descriptors in flight in a Unix socket's
+// queue) run only in ksu update, so it can still reject a tree that ksu
+// check accepts. Reading the peers from sock_diag and pipe inodes from
+// /proc would let ksu check find them.
 func checkTreesDetail(roots []int) []treeCheck {
 	rootBlockers := checkRootsDetail(roots)
 	var out []treeCheck
@@ -133,6 +134,9 @@ func checkProcessDetail(pid int, root bool) []blocker {
 		out = append(out, blocker{PID: pid, Object: "root " + root, Kind: "chroot",
 			Reason: "not supported yet", Hint: "run the service without chroot"})
 	}
+	if st.State != 'Z' && st.State != 'X' {
+		out = appendNew(out, dumpBlockers(pid)...)
+	}
 	for _, ns := range treeNamespaces {
 		theirs, err1 := os.Readlink(fmt.Sprintf("%s/%d/ns/%s", procRoot, pid, ns))
 		ours, err2 := os.Readlink(procRoot + "/self/ns/" + ns)
@@ -143,6 +147,30 @@ func checkProcessDetail(pid int, root bool) []blocker {
 		}
 	}
 	return out
+}
+
+// dumpBlockers returns what pkg/dump would reject of process pid.
+func dumpBlockers(pid int) []blocker {
+	var out []blocker
+	for _, r := range dump.Check(pid) {
+		out = append(out, blocker{PID: r.PID, Object: r.Object, Kind: r.Kind, Reason: r.Reason,
+			Hint: "close it in the service, or leave this process out"})
+	}
+	return out
+}
+
+// appendNew appends to list each blocker whose pid, object and kind are
+// not in it yet, so that an object that two checks find is listed once.
+func appendNew(list []blocker, more ...blocker) []blocker {
+	for _, b := range more {
+		dup := slices.ContainsFunc(list, func(o blocker) bool {
+			return o.PID == b.PID && o.Object == b.Object && o.Kind == b.Kind
+		})
+		if !dup {
+			list = append(list, b)
+		}
+	}
+	return list
 }
 
 // addMemory sums the tree's memory from smaps_rollup. A process that
