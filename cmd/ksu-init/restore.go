@@ -41,6 +41,8 @@ type report struct {
 	Pause     time.Duration `json:"pause_ns"`
 	Threads   int           `json:"threads"`
 	PageBytes uint64        `json:"page_bytes"`
+	// Tmpfs counts the tmpfs content that the restore recreated.
+	Tmpfs *tmpfsReport `json:"tmpfs,omitempty"`
 	// Rollback is set on the old kernel after ksu-init rolled back to it
 	// from a kernel where the restore failed.
 	Rollback *rollbackNote `json:"rollback,omitempty"`
@@ -116,6 +118,7 @@ func (b *boot) restored(rep report, res restoreResult, start time.Time) report {
 	rep.Clocks = &res.Clocks
 	rep.Pause = res.ResumedAt.Sub(res.SnapshotAt)
 	rep.Threads, rep.PageBytes = res.Threads, res.Pages
+	rep.Tmpfs = res.Tmpfs
 	b.log.Printf("restored processes %s; pause since the snapshot %v", joinPIDs(rep.Restored), rep.Pause.Round(time.Millisecond))
 	return rep
 }

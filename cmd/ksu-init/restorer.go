@@ -54,6 +54,8 @@ type restoreResult struct {
 	// restored tasks ran, and TCP connections left repair mode.
 	Resumed            bool `json:"resumed,omitempty"`
 	ConnectionsRebuilt bool `json:"connections_rebuilt,omitempty"`
+	// Tmpfs is the tmpfs content recreated and the /tmp paths kept.
+	Tmpfs *tmpfsReport `json:"tmpfs,omitempty"`
 }
 
 // init locks the main goroutine to the main thread, the thread group
@@ -195,7 +197,8 @@ func runRestore(log *klog.Kmsg, fsys fs.FS, res restoreResult) restoreResult {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		log.Printf("prctl(PR_SET_CHILD_SUBREAPER): %v; init reaps the tasks of a failed tree", err)
 	}
-	stats, err := restore.Restore(ar, restore.Options{Logf: log.Printf, AllOrNothing: res.AllOrNothing})
+	stats, err := restore.Restore(ar, restore.Options{Logf: log.Printf, AllOrNothing: res.AllOrNothing,
+		MountTmpfs: mountTmpfs})
 	res.ResumedAt = time.Now()
 	res.Resumed, res.ConnectionsRebuilt = stats.Resumed, stats.ConnectionsRebuilt
 	res.Processes, res.Threads, res.Pages, res.Restore = stats.Processes, stats.Threads, stats.Pages, stats.Total
@@ -206,6 +209,7 @@ func runRestore(log *klog.Kmsg, fsys fs.FS, res restoreResult) restoreResult {
 		res.Error = err.Error()
 		return res
 	}
+	res.Tmpfs = finishTmpfs(log.Printf, stats.Paths)
 	res.Restored = true
 	log.Printf("restored %d processes, %d threads, %d bytes of memory in %v",
 		stats.Processes, stats.Threads, stats.Pages, stats.Total.Round(time.Millisecond))

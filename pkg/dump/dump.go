@@ -167,6 +167,9 @@ func writeRecords(sw *snapshot.Writer, procs []*process) error {
 	if err := files.objects.writeObjects(sw); err != nil {
 		return err
 	}
+	if _, err := writePaths(sw, procs); err != nil {
+		return err
+	}
 	for _, p := range procs {
 		if err := sw.WriteProcess(p.proc); err != nil {
 			return fmt.Errorf("write process %d: %w", p.pid, err)

@@ -25,6 +25,10 @@ type Options struct {
 	// sets it when it can roll back to the old kernel, which then
 	// restores every tree from the same snapshot.
 	AllOrNothing bool
+	// MountTmpfs, if not nil, mounts a tmpfs on dir, where the snapshot
+	// has tmpfs content but no tmpfs is mounted. Without it, the trees
+	// that use such content fail.
+	MountTmpfs func(dir string) error
 }
 
 // Stats describe a finished restore.
@@ -44,6 +48,8 @@ type Stats struct {
 	// packet drop. From then on, closing them sends the peer a FIN or a
 	// reset.
 	ConnectionsRebuilt bool
+	// Paths counts the tmpfs content recreated before any task.
+	Paths PathStats
 }
 
 // TreeFailure is a process tree that was not restored, and why. Every
@@ -93,6 +99,7 @@ type restorer struct {
 	dumpedAt time.Time                    // CLOCK_REALTIME at the dump
 	roots    map[int32]int32              // pid to the pid of its tree's root
 	failed   map[int32]bool               // roots of the trees removed so far
+	paths    *pathState                   // tmpfs content recreated from path sections
 	stats    Stats
 }
 
@@ -130,7 +137,7 @@ func Restore(r io.Reader, opts Options) (Stats, error) {
 	rs := &restorer{opts: opts, files: map[uint64]*snapshot.File{}, pipes: map[uint64]*snapshot.Pipe{},
 		open: map[uint64]*fdFile{}, pipeEnds: map[uint64][2]*fdFile{}, mapped: map[snapshot.FileRef]*fdFile{},
 		pidfds: map[int]uintptr{}, mems: map[int32]*os.File{}, vdso: vs, dumpedAt: rd.Meta().Time,
-		failed: map[int32]bool{}}
+		failed: map[int32]bool{}, paths: newPathState()}
 	rs.logf("snapshot of kernel %s on kernel %s: %s", rd.Meta().KernelRelease, runningRelease(), vs.describe())
 	defer rs.closeFiles()
 	if err := rs.run(rd); err != nil {
@@ -220,6 +227,12 @@ func (rs *restorer) take(sec *snapshot.Section) error {
 			return err
 		}
 		rs.procs = append(rs.procs, p)
+	case snapshot.SectionPath:
+		e, err := sec.Path()
+		if err != nil {
+			return err
+		}
+		rs.takePath(e)
 	case snapshot.SectionPages:
 		return rs.takePages(sec)
 	default:
@@ -256,6 +269,9 @@ func (rs *restorer) build() error {
 		return err
 	}
 	if err := rs.stopStub(); err != nil {
+		return err
+	}
+	if err := rs.finishPaths(); err != nil {
 		return err
 	}
 	return rs.eachProcess(func(p *snapshot.Process) error {

@@ -510,6 +510,8 @@
 //	   8  offset           uint64
 //	   9  data             bytes
 //	  10  pids             packed uint32
+//	  11  dev              uint64
+//	  12  inode            uint64
 //
 //	TCPRepair
 //	   1  send_seq         uint32
@@ -560,7 +562,9 @@
 // restore keeps the boot-time cleanup from deleting it. The entries of a
 // tmpfs come in path order, so a directory precedes what it contains,
 // and the mount point itself is the first. pids lists the processes that
-// reference the path or a path below it.
+// reference the path or a path below it. dev and inode are the path's
+// st_dev and st_ino on the old kernel: a FileRef with the same pair
+// names the recreated file.
 //
 // References between records use ids: FD.file, EpollTarget.file,
 // SocketMessage.files, Socket.peer and Socket.pending name a File.id;

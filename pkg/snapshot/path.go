@@ -33,6 +33,10 @@ type PathEntry struct {
 	// PIDs are the processes that reference Path or a path below it.
 	// When the restore cannot recreate the entry, their trees fail.
 	PIDs []uint32
+	// Dev and Inode identify the path on the old kernel. FileRefs with
+	// the same identity name the file that the restore recreates.
+	Dev   uint64
+	Inode uint64
 }
 
 // maxPathPIDs bounds PathEntry.PIDs: the processes of a snapshot.
@@ -49,6 +53,8 @@ var pathEntrySchema = newSchema("PathEntry",
 	uintField(8, "offset", func(p *PathEntry) *uint64 { return &p.Offset }),
 	bytesField(9, "data", func(p *PathEntry) *[]byte { return &p.Data }),
 	packedField(10, "pids", func(p *PathEntry) *[]uint32 { return &p.PIDs }, maxPathPIDs),
+	uintField(11, "dev", func(p *PathEntry) *uint64 { return &p.Dev }),
+	uintField(12, "inode", func(p *PathEntry) *uint64 { return &p.Inode }),
 )
 
 // WritePath writes a PathEntry section.

@@ -16,7 +16,7 @@ func TestPathEntryRoundTrip(t *testing.T) {
 		{Path: "/run/app", Mount: "/run", Mode: 0o41777, UID: 1000, GID: 1000,
 			ModTime: time.Unix(1700000000, 5), PIDs: []uint32{7, 4194304}},
 		{Path: "/run/app/data", Mount: "/run", Mode: 0o100640, Size: 6,
-			Data: []byte("hello\n"), PIDs: []uint32{7}},
+			Data: []byte("hello\n"), PIDs: []uint32{7}, Dev: 0x2d, Inode: 1 << 63},
 		{Path: "/run/app/data", Mount: "/run", Offset: 1 << 40, Data: []byte{0}},
 		{Path: "/tmp/app.sock", Mode: 0o140777, ModTime: time.Unix(0, 0)},
 	}

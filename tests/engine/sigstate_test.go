@@ -163,6 +163,12 @@ func copySection(sw *snapshot.Writer, sec *snapshot.Section, edit func(*snapshot
 			return err
 		}
 		return sw.WritePipe(p)
+	case snapshot.SectionPath:
+		e, err := sec.Path()
+		if err != nil {
+			return err
+		}
+		return sw.WritePath(e)
 	case snapshot.SectionPages:
 		return sw.WritePages(sec.Pages(), sec)
 	}

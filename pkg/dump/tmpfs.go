@@ -1,0 +1,312 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ksu-project/ksu/pkg/procfs"
+	"github.com/ksu-project/ksu/pkg/snapshot"
+)
+
+// tmpfsExcluded are the tmpfs directories whose content belongs to the
+// services that create it again at every boot (systemd, udev). The dump
+// never copies them, so a restore cannot shadow what those services
+// write on the new kernel.
+var tmpfsExcluded = []string{"/run/systemd", "/run/udev"}
+
+// cleanedDir is the disk directory that systemd-tmpfiles empties at boot
+// (Debian's tmp.conf: "D /tmp"). A path below it that a process
+// references gets an entry without content, so that the restore can
+// exclude it from that cleanup.
+const cleanedDir = "/tmp"
+
+// pathChunk is the largest file content that one path section carries.
+// A larger file takes several sections, which keeps each one far below
+// snapshot.MaxRecordSize and the memory of one decoded record small.
+const pathChunk = 16 << 20
+
+// pathUse is a path that a process references. A whole use needs the
+// path itself: an open file, a mapped file, a working directory. Other
+// uses need only the directories above it: the name of a bound Unix
+// socket or a FIFO, which the restore creates itself, or a deleted file.
+type pathUse struct {
+	pid   int32
+	path  string
+	whole bool
+}
+
+// pathPlan collects the entries of the paths that the processes use.
+type pathPlan struct {
+	entries map[string]*snapshot.PathEntry
+}
+
+// processPaths returns the paths that process p references through its
+// descriptors, mappings, executable and working directory.
+func processPaths(p *snapshot.Process, files map[uint64]*snapshot.File) []pathUse {
+	var uses []pathUse
+	add := func(path string, whole bool) {
+		if path == "" || path[0] != '/' {
+			return
+		}
+		if name, ok := strings.CutSuffix(path, deletedSuffix); ok {
+			path, whole = name, false
+		}
+		uses = append(uses, pathUse{pid: p.PID, path: path, whole: whole})
+	}
+	add(p.Identity.Cwd, true)
+	for _, fd := range p.FDs {
+		f := files[fd.File]
+		if f == nil {
+			continue
+		}
+		switch f.Kind {
+		case snapshot.FileRegular, snapshot.FileDirectory:
+			add(f.Ref.Path, true)
+		case snapshot.FileUnixSocket, snapshot.FileFIFO:
+			add(f.Ref.Path, false)
+		}
+	}
+	if p.MM != nil {
+		add(p.MM.Exe.Path, true)
+		for _, v := range p.MM.VMAs {
+			if v.Kind == snapshot.VMAFile {
+				add(v.File.Path, true)
+			}
+		}
+	}
+	return uses
+}
+
+// planPaths builds the path entries of every process. The paths are read
+// through /proc/PID/root, and their filesystems come from the process's
+// mountinfo.
+//
+// Limitation: entries are keyed by path alone. Processes in different
+// mount namespaces that use the same path on different tmpfs mounts get
+// one entry, and the restore recreates every path in its own root, so
+// such processes are restored with a merged view.
+func planPaths(procs []*process, files map[uint64]*snapshot.File) (*pathPlan, error) {
+	plan := &pathPlan{entries: map[string]*snapshot.PathEntry{}}
+	for _, p := range procs {
+		if p.proc.State == snapshot.StateZombie {
+			continue
+		}
+		mounts, err := procfs.ReadMountInfo(procRoot, p.pid)
+		if err != nil {
+			return nil, fmt.Errorf("read mounts of process %d: %w", p.pid, err)
+		}
+		root := fmt.Sprintf("%s/%d/root", procRoot, p.pid)
+		for _, u := range processPaths(p.proc, files) {
+			if err := plan.add(root, mounts, u); err != nil {
+				return nil, fmt.Errorf("record path %s of process %d: %w", u.path, p.pid, err)
+			}
+		}
+	}
+	return plan, nil
+}
+
+// add records the entries that use u needs. On a tmpfs, those are the
+// mount point, every directory below it down to the path, and the path
+// itself for a whole use. On disk below cleanedDir, it is the path alone.
+func (pl *pathPlan) add(root string, mounts []procfs.Mount, u pathUse) error {
+	m, ok := mountOf(mounts, u.path)
+	if !ok || excludedPath(u.path) {
+		return nil
+	}
+	if m.FSType != "tmpfs" {
+		if !below(u.path, cleanedDir) || u.path == cleanedDir {
+			return nil
+		}
+		return pl.record(root, "", u.path, u.pid)
+	}
+	chain := pathChain(m.MountPoint, u.path)
+	if !u.whole {
+		chain = chain[:len(chain)-1]
+	}
+	for _, p := range chain {
+		if err := pl.record(root, m.MountPoint, p, u.pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// record adds pid to the entry of path, creating the entry from the
+// path's lstat when it is new. On a tmpfs (mount set) only directories
+// and regular files can be recreated; anything else is rejected. A path
+// that no longer exists, such as an unlinked file that the dump saves as
+// a deleted file, gets no entry.
+func (pl *pathPlan) record(root, mount, path string, pid int32) error {
+	e, ok := pl.entries[path]
+	if !ok {
+		var st unix.Stat_t
+		err := unix.Lstat(root+path, &st)
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return &os.PathError{Op: "lstat", Path: path, Err: err}
+		}
+		kind := st.Mode & unix.S_IFMT
+		if mount != "" && kind != unix.S_IFDIR && kind != unix.S_IFREG {
+			return fmt.Errorf("%s on the tmpfs at %s has mode %#o: only directories and regular files can be recreated",
+				path, mount, st.Mode)
+		}
+		e = &snapshot.PathEntry{Path: path, Mount: mount, Mode: st.Mode, UID: st.Uid, GID: st.Gid,
+			ModTime: time.Unix(st.Mtim.Unix()), Dev: st.Dev, Inode: st.Ino}
+		if kind == unix.S_IFREG {
+			e.Size = st.Size
+		}
+		pl.entries[path] = e
+	}
+	if !slices.Contains(e.PIDs, uint32(pid)) {
+		e.PIDs = append(e.PIDs, uint32(pid))
+	}
+	return nil
+}
+
+// mountOf returns the mount that holds path: the one with the longest
+// mount point above it, and of those the last in mountinfo order, which
+// is the one on top.
+func mountOf(mounts []procfs.Mount, path string) (procfs.Mount, bool) {
+	var best procfs.Mount
+	found := false
+	for _, m := range mounts {
+		if !below(path, m.MountPoint) {
+			continue
+		}
+		if !found || len(m.MountPoint) >= len(best.MountPoint) {
+			best, found = m, true
+		}
+	}
+	return best, found
+}
+
+// below reports whether path is dir or lies below it.
+func below(path, dir string) bool {
+	if dir == "/" {
+		return strings.HasPrefix(path, "/")
+	}
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+func excludedPath(path string) bool {
+	return slices.ContainsFunc(tmpfsExcluded, func(dir string) bool { return below(path, dir) })
+}
+
+// pathChain returns mount and every path from it down to path, which lies
+// below mount: pathChain("/run", "/run/a/b") = [/run /run/a /run/a/b].
+func pathChain(mount, path string) []string {
+	chain := []string{mount}
+	rest := strings.TrimPrefix(strings.TrimPrefix(path, mount), "/")
+	if rest == "" {
+		return chain
+	}
+	cur := strings.TrimSuffix(mount, "/")
+	for _, name := range strings.Split(rest, "/") {
+		cur += "/" + name
+		chain = append(chain, cur)
+	}
+	return chain
+}
+
+// sorted returns the entries in path order, so that each directory comes
+// before what it contains, and the disk entries after the tmpfs ones.
+func (pl *pathPlan) sorted() []*snapshot.PathEntry {
+	list := make([]*snapshot.PathEntry, 0, len(pl.entries))
+	for _, e := range pl.entries {
+		list = append(list, e)
+	}
+	slices.SortFunc(list, func(a, b *snapshot.PathEntry) int {
+		if (a.Mount == "") != (b.Mount == "") {
+			if a.Mount == "" {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
+	return list
+}
+
+// write writes every entry as path sections, with the content of the
+// regular files on a tmpfs read from root (/proc/PID/root of a process
+// that uses it). It returns the bytes of file content written.
+func (pl *pathPlan) write(sw *snapshot.Writer, rootOf func(pid int32) string) (uint64, error) {
+	var total uint64
+	for _, e := range pl.sorted() {
+		if e.Mount == "" || e.Mode&unix.S_IFMT != unix.S_IFREG {
+			if err := sw.WritePath(e); err != nil {
+				return total, fmt.Errorf("write path %s: %w", e.Path, err)
+			}
+			continue
+		}
+		n, err := writeFileContent(sw, e, rootOf(int32(e.PIDs[0]))+e.Path)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("write path %s: %w", e.Path, err)
+		}
+	}
+	return total, nil
+}
+
+// writeFileContent writes the entry of a regular file with its content,
+// read from name, in sections of at most pathChunk bytes. The processes
+// are frozen, so only other programs could change the file meanwhile. A
+// file that fits one section gets the size actually read.
+func writeFileContent(sw *snapshot.Writer, e *snapshot.PathEntry, name string) (uint64, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	// One byte more than the size ends a file read whole in one section.
+	buf := make([]byte, min(max(e.Size, 0)+1, pathChunk))
+	var off uint64
+	for {
+		n, err := io.ReadFull(f, buf)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = nil
+		}
+		if err != nil {
+			return off, fmt.Errorf("read %s at offset %d: %w", e.Path, off, err)
+		}
+		sec := &snapshot.PathEntry{Path: e.Path, Mount: e.Mount, Offset: off, Data: buf[:n]}
+		if off == 0 {
+			first := *e
+			first.Data = buf[:n]
+			if n < len(buf) {
+				first.Size = int64(n)
+			}
+			sec = &first
+		}
+		if err := sw.WritePath(sec); err != nil {
+			return off, err
+		}
+		off += uint64(n)
+		if n < len(buf) {
+			return off, nil
+		}
+	}
+}
+
+// writePaths writes the path sections of the tmpfs content and the /tmp
+// paths that procs reference. It returns the bytes of file content.
+func writePaths(sw *snapshot.Writer, procs []*process) (uint64, error) {
+	files := map[uint64]*snapshot.File{}
+	for _, f := range procs[0].files.files {
+		files[f.ID] = f
+	}
+	plan, err := planPaths(procs, files)
+	if err != nil {
+		return 0, err
+	}
+	return plan.write(sw, func(pid int32) string { return fmt.Sprintf("%s/%d/root", procRoot, pid) })
+}
