@@ -68,8 +68,10 @@ func (ft *fileTable) readPipes() error {
 }
 
 // readPipe copies the unread data of the pipe behind descriptor fd of pid
-// without consuming it: it opens a read end of the same pipe through
-// /proc/PID/fd and tee(2)s its buffers into a pipe of the dumper's own.
+// without consuming it, with the bounds of its packet-mode buffers. It
+// opens a read end of the same pipe through /proc/PID/fd, and tee(2)
+// copies the pipe's buffers, packet flag included, into pipes of the
+// dumper's own, where reads find the packets (readPackets).
 func readPipe(pid, fd int, pipe *snapshot.Pipe) error {
 	src, err := os.OpenFile(fmt.Sprintf("%s/%d/fd/%d", procRoot, pid, fd), os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
@@ -88,25 +90,6 @@ func readPipe(pid, fd int, pipe *snapshot.Pipe) error {
 	if queued == 0 {
 		return nil
 	}
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return fmt.Errorf("create copy pipe: %w", err)
-	}
-	defer unix.Close(p[0])
-	defer unix.Close(p[1])
-	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, capacity); err != nil {
-		return fmt.Errorf("size copy pipe to %d bytes: %w", capacity, err)
-	}
-	n, err := unix.Tee(int(src.Fd()), p[1], queued, unix.SPLICE_F_NONBLOCK)
-	if err != nil {
-		return fmt.Errorf("tee %d bytes: %w", queued, err)
-	}
-	if int(n) != queued {
-		return fmt.Errorf("tee copied %d of %d queued bytes", n, queued)
-	}
-	pipe.Data = make([]byte, n)
-	if _, err := unix.Read(p[0], pipe.Data); err != nil {
-		return fmt.Errorf("read copied pipe data: %w", err)
-	}
-	return nil
+	pipe.Data, pipe.Packets, err = readPackets(int(src.Fd()), queued, capacity)
+	return err
 }

@@ -59,12 +59,5 @@ func (rs *restorer) fillFIFO(f *fdFile, sf *snapshot.File) error {
 			return fmt.Errorf("size to %d bytes: %w", p.Capacity, err)
 		}
 	}
-	n, err := unix.Write(f.fd, p.Data)
-	if err != nil {
-		return fmt.Errorf("refill %d bytes: %w", len(p.Data), err)
-	}
-	if n != len(p.Data) {
-		return fmt.Errorf("refill %d bytes: wrote %d", len(p.Data), n)
-	}
-	return nil
+	return fillPipe(f.fd, p)
 }

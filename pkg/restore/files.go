@@ -107,12 +107,10 @@ func newPipe(p *snapshot.Pipe) ([2]*fdFile, error) {
 			return [2]*fdFile{}, fmt.Errorf("size pipe to %d bytes: %w", p.Capacity, err)
 		}
 	}
-	if len(p.Data) > 0 {
-		if n, err := unix.Write(fds[1], p.Data); err != nil || n != len(p.Data) {
-			ends[0].Close()
-			ends[1].Close()
-			return [2]*fdFile{}, fmt.Errorf("refill %d bytes: wrote %d: %v", len(p.Data), n, err)
-		}
+	if err := fillPipe(fds[1], p); err != nil {
+		ends[0].Close()
+		ends[1].Close()
+		return [2]*fdFile{}, err
 	}
 	return ends, nil
 }

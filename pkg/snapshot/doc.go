@@ -448,6 +448,11 @@
 //	   1  id               uint64
 //	   2  capacity         uint32
 //	   3  data             bytes
+//	   4  packets          repeated PipePacket
+//
+//	PipePacket
+//	   1  offset           uint32
+//	   2  len              uint32
 //
 //	EventFD
 //	   1  count            uint64
@@ -565,6 +570,15 @@
 // reference the path or a path below it. dev and inode are the path's
 // st_dev and st_ino on the old kernel: a FileRef with the same pair
 // names the recreated file.
+//
+// A Pipe's data is its unread bytes, oldest first. Each PipePacket marks
+// data[offset:offset+len] as one packet-mode buffer (pipe(7), O_DIRECT):
+// a read that reaches it returns no bytes after it and drops what of it
+// did not fit. Packets are sorted, do not overlap, and are at most a page
+// long; bytes outside every packet are stream data. A restore refills the
+// stream bytes through an ordinary write end and each packet with one
+// write through an O_DIRECT write end. A Pipe without packets holds only
+// stream data, as in streams written before field 4 existed.
 //
 // References between records use ids: FD.file, EpollTarget.file,
 // SocketMessage.files, Socket.peer and Socket.pending name a File.id;

@@ -16,7 +16,7 @@ var allSchemas = []describer{
 	processSchema, threadSchema, regsSchema, rseqSchema, robustListSchema, sigAltStackSchema, syscallSchema,
 	sigactionSchema, siginfoSchema, itimerSchema, posixTimerSchema, fdSchema, identitySchema, rlimitSchema,
 	mmSchema, vmaSchema, fileRefSchema, sharedMemorySchema, pagesSchema, pageRangeSchema,
-	fileSchema, pipeSchema, eventFDSchema, epollSchema, epollTargetSchema, timerFDSchema, signalFDSchema,
+	fileSchema, pipeSchema, pipePacketSchema, eventFDSchema, epollSchema, epollTargetSchema, timerFDSchema, signalFDSchema,
 	socketSchema, sockOptSchema, socketMessageSchema, pathEntrySchema, tcpRepairSchema,
 }
 

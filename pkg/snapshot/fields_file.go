@@ -23,6 +23,12 @@ var pipeSchema = newSchema("Pipe",
 	uintField(1, "id", func(p *Pipe) *uint64 { return &p.ID }),
 	uintField(2, "capacity", func(p *Pipe) *uint32 { return &p.Capacity }),
 	bytesField(3, "data", func(p *Pipe) *[]byte { return &p.Data }),
+	repeatedField(4, "packets", func(p *Pipe) *[]PipePacket { return &p.Packets }, pipePacketSchema, maxPipePackets),
+)
+
+var pipePacketSchema = newSchema("PipePacket",
+	uintField(1, "offset", func(p *PipePacket) *uint32 { return &p.Offset }),
+	uintField(2, "len", func(p *PipePacket) *uint32 { return &p.Len }),
 )
 
 var eventFDSchema = newSchema("EventFD",

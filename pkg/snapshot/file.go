@@ -79,6 +79,18 @@ type Pipe struct {
 	ID       uint64 // snapshot-wide identity, never 0
 	Capacity uint32 // F_GETPIPE_SZ
 	Data     []byte // unread data, oldest first
+	// Packets are the packet-mode buffers within Data, in order. The
+	// bytes of Data outside them are ordinary stream data.
+	Packets []PipePacket
+}
+
+// PipePacket is one packet-mode buffer of a pipe, filled by a write
+// through an O_DIRECT (packet-mode) write end and at most a page long. A
+// read(2) that reaches it returns no data after it and discards what of
+// it did not fit into the read's buffer.
+type PipePacket struct {
+	Offset uint32 // start in Pipe.Data
+	Len    uint32 // bytes, at least 1
 }
 
 // EventFD is the state of an eventfd(2).

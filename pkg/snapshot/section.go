@@ -46,6 +46,7 @@ const (
 	maxRlimits      = 64
 	maxAuxv         = 1 << 10 // words of the auxiliary vector
 	maxEpollTargets = 1 << 20
+	maxPipePackets  = 1 << 20 // buffers of a 4 GiB pipe with 4 KiB pages
 	maxSockOpts     = 1 << 10
 	maxMessages     = 1 << 16 // messages per socket queue
 	maxLinks        = 1 << 12 // network interfaces in Meta

@@ -4,8 +4,9 @@
  * A pipe with 3000 unread bytes, a pipe grown with F_SETPIPE_SZ and
  * filled to the brim, a pipe a child wrote into, a pipe whose write end
  * is closed (EOF after the data), an O_DIRECT packet pipe whose message
- * boundaries must stay, and a FIFO in the file system that a new opener
- * must still reach.
+ * boundaries must stay, a pipe with stream data around two packets whose
+ * write end alone is in packet mode, and a FIFO in the file system that a
+ * new opener must still reach.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,7 +26,11 @@
 #define CHILD_LEN 5000
 #define FIFO_LEN 2000
 
-static int plain[2], full[2], from_child[2], closed[2], packet[2], fifo_rd, fifo_wr;
+#define MIXED_STREAM_LEN 4096 /* a full page, so the packet after it gets its own buffer */
+#define MIXED_PACKET_LEN 60
+#define MIXED_TAIL_LEN 30
+
+static int plain[2], full[2], from_child[2], closed[2], packet[2], mixed[2], fifo_rd, fifo_wr;
 static size_t full_len;
 static pid_t child_pid;
 
@@ -85,6 +90,31 @@ static void build_pipes(void)
 		wl_die("wait for the writer child");
 }
 
+static void set_direct(int fd, int on)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0 || fcntl(fd, F_SETFL, on ? flags | O_DIRECT : flags & ~O_DIRECT))
+		wl_die("set O_DIRECT");
+}
+
+/*
+ * build_mixed queues a page of stream data, two packets and stream data
+ * again, and leaves the write end in packet mode and the read end not.
+ */
+static void build_mixed(void)
+{
+	if (pipe(mixed))
+		wl_die("pipe");
+	write_pattern(mixed[1], MIXED_STREAM_LEN, 36);
+	set_direct(mixed[1], 1);
+	write_pattern(mixed[1], MIXED_PACKET_LEN, 37);
+	write_pattern(mixed[1], MIXED_PACKET_LEN, 38);
+	set_direct(mixed[1], 0);
+	write_pattern(mixed[1], MIXED_TAIL_LEN, 39);
+	set_direct(mixed[1], 1);
+}
+
 static void build_fifo(void)
 {
 	if (mkfifo("fifo", 0600))
@@ -125,6 +155,38 @@ static void check_packets(void)
 		wl_fail("packet pipe: data changed");
 }
 
+/*
+ * check_mixed reads the mixed pipe: the first read stops after the first
+ * packet, the second returns the second packet, the third the stream
+ * tail. A new write through the write end, still in packet mode, is one
+ * packet again.
+ */
+static void check_mixed(void)
+{
+	static unsigned char buf[2 * MIXED_STREAM_LEN];
+	ssize_t a, b, c, d;
+
+	if (!(fcntl(mixed[1], F_GETFL) & O_DIRECT) || (fcntl(mixed[0], F_GETFL) & O_DIRECT))
+		wl_fail("mixed pipe: O_DIRECT must be set on the write end only");
+	fcntl(mixed[0], F_SETFL, fcntl(mixed[0], F_GETFL) | O_NONBLOCK);
+	a = read(mixed[0], buf, sizeof(buf));
+	if (a != MIXED_STREAM_LEN + MIXED_PACKET_LEN || wl_mismatch(buf, MIXED_STREAM_LEN, 36, 0) >= 0 ||
+	    wl_mismatch(buf + MIXED_STREAM_LEN, MIXED_PACKET_LEN, 37, 0) >= 0)
+		wl_fail("mixed pipe: first read = %zd bytes, want %d ending with the first packet", a,
+			MIXED_STREAM_LEN + MIXED_PACKET_LEN);
+	b = read(mixed[0], buf, sizeof(buf));
+	if (b != MIXED_PACKET_LEN || wl_mismatch(buf, MIXED_PACKET_LEN, 38, 0) >= 0)
+		wl_fail("mixed pipe: second read = %zd bytes, want the %d of the second packet", b, MIXED_PACKET_LEN);
+	c = read(mixed[0], buf, sizeof(buf));
+	if (c != MIXED_TAIL_LEN || wl_mismatch(buf, MIXED_TAIL_LEN, 39, 0) >= 0)
+		wl_fail("mixed pipe: third read = %zd bytes, want the %d stream bytes", c, MIXED_TAIL_LEN);
+	write_pattern(mixed[1], 10, 40);
+	write_pattern(mixed[1], 10, 41);
+	d = read(mixed[0], buf, sizeof(buf));
+	if (d != 10)
+		wl_fail("mixed pipe: read after two new packet writes = %zd bytes, want 10", d);
+}
+
 static void check_closed(void)
 {
 	unsigned char buf[64];
@@ -162,6 +224,7 @@ int main(void)
 
 	wl_init();
 	build_pipes();
+	build_mixed();
 	build_fifo();
 	wl_ready();
 
@@ -174,6 +237,7 @@ int main(void)
 	want_drain(from_child[0], CHILD_LEN, 32, "pipe the child wrote");
 	check_closed();
 	check_packets();
+	check_mixed();
 	check_fifo();
 	return wl_finish();
 }
