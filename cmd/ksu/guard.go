@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,8 +22,13 @@ import (
 const guardEnv = "KSU_RESUME_GUARD"
 
 // guardDisarm is the byte ksu update writes to the guard's pipe when it
-// has cleaned up itself and the guard must do nothing.
-const guardDisarm = 'd'
+// has cleaned up itself and the guard must do nothing. Before it, ksu
+// update writes a line guardPhase+NAME as it enters each phase, which
+// the guard names in its log line.
+const (
+	guardDisarm = 'd'
+	guardPhase  = "phase "
+)
 
 // A process killed with SIGKILL runs no cleanup. If ksu update dies that
 // way between the dump and the kexec, its processes stay stopped by the
@@ -32,6 +39,11 @@ const guardDisarm = 'd'
 // undoes what ksu update may have left.
 func init() {
 	if roots := os.Getenv(guardEnv); roots != "" {
+		// The guard must outlive ksu update when their cgroup runs out
+		// of memory, so it makes the OOM killer pass it over.
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0); err != nil {
+			fmt.Fprintf(os.Stderr, "ksu resume guard: %v; the OOM killer may kill the guard\n", err)
+		}
 		os.Exit(runGuard(roots, os.NewFile(3, "resume guard pipe"), cleanUpSwitch))
 	}
 }
@@ -66,6 +78,11 @@ func startGuard(roots []int) (*resumeGuard, error) {
 	return &resumeGuard{cmd: cmd, pipe: w}, nil
 }
 
+// enter writes to the guard's pipe that ksu update enters phase name.
+func (g *resumeGuard) enter(name string) {
+	_, _ = g.pipe.Write([]byte(guardPhase + name + "\n"))
+}
+
 // disarm writes guardDisarm to the guard, because ksu update cleaned up
 // itself, and waits for the guard to exit.
 func (g *resumeGuard) disarm() {
@@ -78,14 +95,17 @@ func (g *resumeGuard) disarm() {
 // At end of file it calls cleanUp with the pids in roots. It returns the
 // exit status.
 func runGuard(roots string, pipe *os.File, cleanUp func(roots []int) error) int {
-	var b [1]byte
-	n, err := pipe.Read(b[:])
-	if n == 1 && b[0] == guardDisarm {
+	cgroup := ownCgroup()
+	kills := oomKills(cgroup)
+	phase, disarmed, err := readGuardPipe(pipe)
+	if disarmed {
 		return 0
 	}
-	if err != nil && !errors.Is(err, io.EOF) {
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "ksu resume guard: read pipe: %v; cleaning up\n", err)
 	}
+	exited := fmt.Sprintf("ksu update %s in phase %s, before the kexec, without cleaning up",
+		exitCause(cgroup, kills, oomKills(cgroup)), phase)
 	var pids []int
 	for _, s := range strings.Split(roots, ",") {
 		if pid, err := strconv.Atoi(s); err == nil && pid > 0 {
@@ -93,11 +113,11 @@ func runGuard(roots string, pipe *os.File, cleanUp func(roots []int) error) int 
 		}
 	}
 	if err := cleanUp(pids); err != nil {
-		newSwitchLog().Printf("resume guard: ksu update exited before the kexec without cleaning up; cleanup failed: %v", err)
+		newSwitchLog().Printf("resume guard: %s; cleanup failed: %v", exited, err)
 		return 1
 	}
-	newSwitchLog().Printf("resume guard: ksu update exited before the kexec without cleaning up; "+
-		"thawed filesystems, unloaded any kexec kernel, resumed the trees of processes %v", pids)
+	newSwitchLog().Printf("resume guard: %s; "+
+		"thawed filesystems, unloaded any kexec kernel, resumed the trees of processes %v", exited, pids)
 	return 0
 }
 
@@ -140,4 +160,76 @@ func unloadIfLoaded() error {
 		return nil
 	}
 	return kexec.Unload()
+}
+
+// readGuardPipe reads the guard's pipe until guardDisarm or end of file.
+// It returns the last phase ksu update entered and whether it disarmed
+// the guard. The error is nil at end of file.
+func readGuardPipe(pipe io.Reader) (phase string, disarmed bool, err error) {
+	phase = "freeze and dump" // the guard starts right before the freeze
+	r := bufio.NewReader(pipe)
+	for {
+		line, err := r.ReadString('\n')
+		if strings.HasPrefix(line, string(guardDisarm)) {
+			return phase, true, nil
+		}
+		if name, ok := strings.CutPrefix(line, guardPhase); ok && strings.HasSuffix(name, "\n") {
+			phase = strings.TrimSuffix(name, "\n")
+		}
+		if errors.Is(err, io.EOF) {
+			return phase, false, nil
+		}
+		if err != nil {
+			return phase, false, err
+		}
+	}
+}
+
+// ownCgroup returns the cgroup v2 directory of this process, or "" if
+// it has none.
+func ownCgroup() string {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if path, ok := strings.CutPrefix(line, "0::"); ok {
+			return filepath.Join("/sys/fs/cgroup", path)
+		}
+	}
+	return ""
+}
+
+// oomKills returns the oom_kill count of the memory.events file of
+// cgroup, or -1 if it cannot be read.
+func oomKills(cgroup string) int64 {
+	if cgroup == "" {
+		return -1
+	}
+	b, err := os.ReadFile(filepath.Join(cgroup, "memory.events"))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}
+
+// exitCause describes how ksu update ended, from the oom_kill counts of
+// its cgroup before and after. The guard is not the parent of ksu
+// update, so it cannot read the exit status. A count that grew means that
+// the OOM killer killed a process of the cgroup, and the guard is exempt.
+func exitCause(cgroup string, before, after int64) string {
+	if before >= 0 && after > before {
+		return fmt.Sprintf("was killed, most likely by the OOM killer (oom_kill in %s/memory.events went from %d to %d)",
+			cgroup, before, after)
+	}
+	return "exited or was killed by a signal other than the OOM killer's"
 }

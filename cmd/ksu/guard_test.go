@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +87,65 @@ func TestGuardDisarmed(t *testing.T) {
 	}
 	if st, err := procfs.ReadStat("/proc", pid); err != nil || st.State != 'T' {
 		t.Errorf("process %d state %c (error %v) after a disarmed guard, want T", pid, st.State, err)
+	}
+}
+
+func TestReadGuardPipe(t *testing.T) {
+	for _, tt := range []struct {
+		name, input  string
+		wantPhase    string
+		wantDisarmed bool
+	}{
+		{"end of file at once", "", "freeze and dump", false},
+		{"disarmed at once", "d", "freeze and dump", true},
+		{"last phase named", "phase load\nphase sync\n", "sync", false},
+		{"disarmed after phases", "phase load\nd", "load", true},
+		{"partial line ignored", "phase load\nphase sy", "load", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			phase, disarmed, err := readGuardPipe(strings.NewReader(tt.input))
+			if err != nil {
+				t.Fatalf("readGuardPipe(%q) error = %v, want nil", tt.input, err)
+			}
+			if phase != tt.wantPhase {
+				t.Errorf("readGuardPipe(%q) phase = %q, want %q", tt.input, phase, tt.wantPhase)
+			}
+			if disarmed != tt.wantDisarmed {
+				t.Errorf("readGuardPipe(%q) disarmed = %t, want %t", tt.input, disarmed, tt.wantDisarmed)
+			}
+		})
+	}
+}
+
+func TestExitCause(t *testing.T) {
+	for _, tt := range []struct {
+		before, after int64
+		want          string
+	}{
+		{0, 1, "was killed, most likely by the OOM killer (oom_kill in /sys/fs/cgroup/x/memory.events went from 0 to 1)"},
+		{2, 2, "exited or was killed by a signal other than the OOM killer's"},
+		{-1, -1, "exited or was killed by a signal other than the OOM killer's"},
+		{-1, 3, "exited or was killed by a signal other than the OOM killer's"},
+	} {
+		if got := exitCause("/sys/fs/cgroup/x", tt.before, tt.after); got != tt.want {
+			t.Errorf("exitCause(x, %d, %d) = %q, want %q", tt.before, tt.after, got, tt.want)
+		}
+	}
+}
+
+func TestOOMKills(t *testing.T) {
+	dir := t.TempDir()
+	events := "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n"
+	if err := os.WriteFile(dir+"/memory.events", []byte(events), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := oomKills(dir); got != 2 {
+		t.Errorf("oomKills(%q) = %d, want 2", dir, got)
+	}
+	if got := oomKills(dir + "/missing"); got != -1 {
+		t.Errorf("oomKills(missing) = %d, want -1", got)
+	}
+	if got := oomKills(""); got != -1 {
+		t.Errorf(`oomKills("") = %d, want -1`, got)
 	}
 }

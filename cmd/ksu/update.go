@@ -178,6 +178,7 @@ func update(o updateOptions) error {
 	}
 
 	tl.Begin(phase.Load)
+	guard.enter("load")
 	if err := loadKernel(o, initrd, log); err != nil {
 		return errors.Join(fmt.Errorf("phase load, processes resumed: %w", err), resumeTrees(o.pids))
 	}
@@ -198,6 +199,7 @@ func update(o updateOptions) error {
 		return dry.finish(os.Stdout, log)
 	}
 
+	guard.enter("sync")
 	return errors.Join(switchKernel(&tl, log), resumeTrees(o.pids))
 }
 
