@@ -203,3 +203,64 @@ func CheckNotRunning(ctx context.Context, g *qemu.Guest, pid int, argv0 string) 
 	}
 	return nil
 }
+
+// BallastSource is a C program that holds argv[1] MiB of incompressible
+// memory, filled from a xorshift64* generator with a fixed seed, so that
+// a snapshot of it is as large compressed as raw. Like ClockSource, it
+// prints READY, then every second "clock MONO_NS BOOT_NS". On SIGUSR2 it
+// regenerates the sequence, prints PASS if the memory still holds it, or
+// FAIL with the first differing offset, and exits.
+const BallastSource = `#define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t check;
+static void on_usr2(int sig) { (void)sig; check = 1; }
+
+static uint64_t next(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545F4914F6CDD1DULL;
+}
+
+static long long now(clockid_t c)
+{
+	struct timespec ts;
+	clock_gettime(c, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+	size_t words = (argc > 1 ? strtoul(argv[1], NULL, 10) : 16) << 17;
+	uint64_t *mem = malloc(words * sizeof(uint64_t)), seed = 0x6b7375;
+	if (!mem) {
+		printf("FAIL: malloc\n");
+		return 1;
+	}
+	for (size_t i = 0; i < words; i++)
+		mem[i] = next(&seed);
+	signal(SIGUSR2, on_usr2);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("READY\n");
+	while (!check) {
+		printf("clock %lld %lld\n", now(CLOCK_MONOTONIC), now(CLOCK_BOOTTIME));
+		sleep(1);
+	}
+	seed = 0x6b7375;
+	for (size_t i = 0; i < words; i++) {
+		if (mem[i] != next(&seed)) {
+			printf("FAIL: memory differs at byte %zu\n", i * sizeof(uint64_t));
+			return 1;
+		}
+	}
+	printf("PASS\n");
+	return 0;
+}
+`
