@@ -11,18 +11,25 @@ import (
 const spillHelp = `With --spill DIR, the initramfs, and so the compressed snapshot, is
 written to a file in DIR instead of memory, for a machine whose memory
 cannot hold the snapshot twice: once in the initramfs and once in the
-kernel's copy that kexec_file_load makes. The file has mode 0600 and no
-name, so no other process can open it and the kernel frees it even if
-ksu is killed. ksu overwrites it with zeros and flushes the zeros to the
-disk before it closes the file: right after the kernel load, and after
-any failure. The spill costs a write of the initramfs to DIR, a read,
-and a second write of the same size for the zeros, all within the pause
-of the preserved processes. DIR needs free space for the whole
-initramfs; when it fills up, the update fails and the processes resume.
-Prefer a DIR on tmpfs with swap, or on an encrypted filesystem: a
-killed ksu does not zero the file, and on a filesystem that writes
-elsewhere on overwrite (btrfs, or flash under its translation layer) the
-old blocks keep the process memory until reused.
+kernel's copy that kexec_file_load makes. Without --spill, a snapshot
+that does not fit in the memory of ksu's cgroup either fails the update
+with "cannot allocate memory" or makes the OOM killer kill ksu. In both
+cases the processes resume, and after a kill the resume guard writes
+the phase and the cause to the kernel log.
+
+The spill file has mode 0600 and no name in DIR, so no other user can
+open it, and the kernel frees it even if ksu is killed. ksu overwrites
+it with zeros and flushes the zeros to the disk before it closes it:
+right after the kernel load, and after any failure. The spill lengthens
+the pause of the preserved processes by the snapshot's write to DIR,
+the kernel's read of the whole file, and the zeroing of the whole file
+with its flush. DIR needs free space for the whole initramfs. When it
+fills up, the update fails with "no space left on device" and the
+processes resume. A dry run still keeps one more copy of the snapshot
+in memory, to read it back after the load. Prefer a DIR on an encrypted
+filesystem: a killed ksu does not zero the file, and on a filesystem
+that writes elsewhere on overwrite (btrfs, or flash under its
+translation layer) the old blocks keep the process memory until reused.
 `
 
 // newInitrd creates the initramfs of an update in memory or, with
