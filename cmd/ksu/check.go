@@ -54,7 +54,9 @@ Check, without changing anything, whether "ksu update" with the same
 --kernel and selection could run: which process trees can be preserved
 and which objects block the others, how much memory the snapshot needs,
 whether the new kernel can be loaded and whether the bootloader starts
-it by default.
+it by default. Under lockdown or CONFIG_KEXEC_SIG_FORCE, it reads the
+kernel image's Authenticode signature and looks up the signer's keys in
+/proc/keys; it never loads the kernel.
 
 `+selectionHelp+`
 `+configHelp+`
@@ -203,6 +205,7 @@ func printKernel(w io.Writer, k kernelCheck) {
 		fmt.Fprintf(w, "  problem: %s\n", p)
 	}
 	fmt.Fprintf(w, "  lockdown: %s; KEXEC_SIG_FORCE: %s\n", k.Lockdown, k.SigForce)
+	fmt.Fprintf(w, "  signature: %s\n", k.Signature)
 	for _, warn := range k.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}

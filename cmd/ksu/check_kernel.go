@@ -25,6 +25,11 @@ type kernelCheck struct {
 	// SigForce is CONFIG_KEXEC_SIG_FORCE of the running kernel: "y",
 	// "n" or "unknown".
 	SigForce string `json:"kexec_sig_force"`
+	// Signature is what the image's Authenticode certificate table
+	// shows, e.g. "the image carries no Authenticode signature (...)".
+	Signature string `json:"signature"`
+	// Signed is whether the image has a certificate table at all.
+	Signed bool `json:"signed"`
 	// BootDefault is "yes" when the bootloader starts this kernel by
 	// default, "no" when it starts DefaultKernel, "unknown" otherwise.
 	BootDefault   string `json:"boot_default"`
@@ -59,12 +64,10 @@ func checkKernel(o checkOptions) kernelCheck {
 		k.Problems = append(k.Problems, fmt.Sprintf("ksu-init base initramfs: %v", err))
 	}
 
-	k.Lockdown = readLockdown(lockdownFile)
-	k.SigForce = readKconfig(runningConfig(), "CONFIG_KEXEC_SIG_FORCE")
-	if (k.Lockdown != "none" && k.Lockdown != "unknown") || k.SigForce == "y" {
-		k.Warnings = append(k.Warnings, "the running kernel loads only kernels signed with a key it trusts; "+
-			"an unsigned or self-built kernel fails to load")
-	}
+	policy := readKexecPolicy()
+	k.Lockdown, k.SigForce = policy.Lockdown, policy.SigForce
+	sig, err := kexec.ReadSignature(o.kernel)
+	checkSignature(&k, sig, err, policy)
 	if readKconfig(runningConfig(), "CONFIG_KEXEC_FILE") == "n" {
 		k.Problems = append(k.Problems, "the running kernel was built without CONFIG_KEXEC_FILE")
 	}

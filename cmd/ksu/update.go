@@ -78,6 +78,12 @@ to /run/ksu/report.json.
 Until the kexec, a failure changes nothing: the loaded kernel is
 unloaded, the filesystems are thawed and the frozen processes resume.
 
+When the running kernel enforces kexec signatures (lockdown integrity
+or confidentiality, or CONFIG_KEXEC_SIG_FORCE), or when ksu cannot read
+that policy, ksu loads the new kernel once before the freeze and
+unloads it again, so that a kernel whose signature the running kernel
+rejects stops the update at phase check, before any process is paused.
+
 With --dry-run, ksu freezes and dumps the processes, loads the kernel
 with the snapshot, reads the snapshot back to check that it decodes,
 then unloads the kernel and prints how long the pause would have been.
@@ -157,6 +163,9 @@ func update(o updateOptions) error {
 	}
 	defer discardInitrd(initrd, log) // update returns only when the kexec did not happen
 	if err := appendRollback(initrd, o, log); err != nil {
+		return fmt.Errorf("phase check, nothing was changed: %w", err)
+	}
+	if err := preloadKernel(o, initrd, log); err != nil {
 		return fmt.Errorf("phase check, nothing was changed: %w", err)
 	}
 	// From the freeze on, a SIGKILL would leave the processes stopped;
@@ -270,15 +279,10 @@ func assembleInitrd(o updateOptions, release string, log *switchLog) (*kexec.Ini
 // loadKernel loads the new kernel with initrd.
 func loadKernel(o updateOptions, initrd *kexec.Initrd, log *switchLog) error {
 	log.Printf("initramfs: %d KiB in all", initrd.Size()>>10)
-	cmdline, err := os.ReadFile("/proc/cmdline")
+	next, err := nextCmdline(o)
 	if err != nil {
-		return fmt.Errorf("read running kernel's command line: %w", err)
+		return err
 	}
-	extra := o.appendArgs
-	if o.wipeFree {
-		extra = withInitOnFree(string(cmdline), extra)
-	}
-	next := kexec.Cmdline(string(cmdline), extra)
 	start := time.Now()
 	progress.begin("load", "kexec_file_load of "+formatBytes(uint64(initrd.Size())))
 	err = kexec.Load(o.kernel, initrd, next)
