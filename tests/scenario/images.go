@@ -27,6 +27,10 @@ type Images struct {
 	ExtraReleases []string
 	MemoryMB      int
 	CPUs          int
+	// ExtraCmdline is appended to GuestCmdline for every guest booted
+	// from these images, e.g. "lockdown=integrity". A kernel that ksu
+	// update starts inherits it with the rest of the command line.
+	ExtraCmdline string
 }
 
 // FindImages reads $KSU_IMAGES/images.env and checks that every file a
@@ -91,7 +95,7 @@ func (im Images) GuestConfig(rel, workDir string) qemu.Config {
 		Kernel:   im.Kernel(rel),
 		Initrd:   im.Initrd(rel),
 		Disk:     im.RootFS(),
-		Cmdline:  GuestCmdline,
+		Cmdline:  strings.TrimSpace(GuestCmdline + " " + im.ExtraCmdline),
 		MemoryMB: im.MemoryMB,
 		CPUs:     im.CPUs,
 		WorkDir:  workDir,
