@@ -8,14 +8,29 @@ import (
 )
 
 // TestReopenWritable checks that an initramfs made read-only for a load
-// takes more writes after reopenWritable, at its end. No kernel is
-// loaded: readOnly is what Load does to the initramfs before the call.
+// takes more writes after reopenWritable, at its end, in memory and in a
+// spill file. No kernel is loaded: readOnly is what Load does to the
+// initramfs before the call.
 func TestReopenWritable(t *testing.T) {
-	initrd, err := NewInitrd()
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name   string
+		create func() (*Initrd, error)
+	}{
+		{"memfd", NewInitrd},
+		{"spill file", func() (*Initrd, error) { return NewFileInitrd(t.TempDir()) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			initrd, err := tt.create()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer initrd.Close()
+			testReopenWritable(t, initrd)
+		})
 	}
-	defer initrd.Close()
+}
+
+func testReopenWritable(t *testing.T, initrd *Initrd) {
 	if _, err := initrd.Write([]byte("base+modules")); err != nil {
 		t.Fatal(err)
 	}
