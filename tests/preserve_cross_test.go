@@ -20,7 +20,7 @@ import (
 // may take them.
 var crossWorkloads = []string{
 	"events", "files", "gothreads", "identity", "memory", "pipeline", "pipes",
-	"proctree", "signals", "threads", "timers", "udp",
+	"proctree", "signals", "threads", "timers", "tmpfs", "udp",
 }
 
 // TestPreserveAcrossKernels switches the guest from the old release to
@@ -52,6 +52,7 @@ func testPreserveAcross(t *testing.T, ctx context.Context, g *qemu.Guest, from, 
 	installCrossPrograms(t, ctx, g)
 	group := startCrossGroup(t, ctx, g, "", crossWorkloads, to)
 	switchPreserving(t, ctx, g, from, to, group)
+	checkTmpfsRestored(t, ctx, g, group)
 	group.check(t, ctx, g)
 }
 
