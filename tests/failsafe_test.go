@@ -346,6 +346,11 @@ func testKilledUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clockPat
 	} else {
 		t.Logf("ksu update: %s", guardLine)
 	}
+	// The guard names the phase ksu update last entered.
+	phase := map[string]string{"freeze": "freeze and dump", "compress": "freeze and dump", "load": "load", "sync": "sync"}[point]
+	if want := "in phase " + phase + ", before the kexec"; err == nil && !strings.Contains(guardLine, want) {
+		t.Errorf("guard line %q, want it to contain %q", guardLine, want)
+	}
 	checkNothingChanged(t, ctx, g, clock)
 }
 
