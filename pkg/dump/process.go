@@ -77,19 +77,38 @@ func check(pid int) []*RejectError {
 	return out
 }
 
+// checkStatus rejects zombies (the dump records them apart, see
+// zombie.go) and processes that another tracer holds. A process in group
+// stop ('T', stopped by SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU) is kept,
+// and record marks it stopped.
 func checkStatus(pid int, st procfs.Status) []*RejectError {
 	var out []*RejectError
 	switch st.State {
 	case 'Z', 'X':
 		out = append(out, notYet(pid, "process", "zombie"))
-	case 'T':
-		// Limitation: a process stopped by a signal is rejected because
-		// the restore resumes every process; sending it SIGSTOP after
-		// the restore would lift it.
-		out = append(out, notYet(pid, "process", "stopped by a signal"))
+	}
+	if r := checkTracer(pid, st); r != nil {
+		out = append(out, r)
 	}
 	out = append(out, checkIdentity(pid, st)...)
 	return out
+}
+
+// checkTracer rejects a process that a debugger or another tracer
+// (strace, gdb, a second ksu) traces, state 't' while it sits in a
+// ptrace stop. ptrace allows one tracer per thread, so the dump cannot
+// seize it, and the restore could not give the tracer back. The dump's
+// own tracer thread does not count.
+func checkTracer(pid int, st procfs.Status) *RejectError {
+	if st.TracerPid == 0 {
+		return nil
+	}
+	if _, err := os.Stat(fmt.Sprintf("%s/self/task/%d", procRoot, st.TracerPid)); err == nil {
+		return nil
+	}
+	return &RejectError{PID: pid, Object: "process", Kind: fmt.Sprintf("traced, state %c", st.State),
+		Reason: fmt.Sprintf("thread %d of another process traces it with ptrace; detach that debugger or tracer first",
+			st.TracerPid)}
 }
 
 // record reads everything about stopped process pid.
@@ -109,6 +128,13 @@ func record(t *ptrace.Tracer, pid int, files *fileTable) (*process, error) {
 	if err := recordIdentity(pid, st, p.proc); err != nil {
 		return nil, err
 	}
+	stopped, err := groupStopped(t, pid)
+	if err != nil {
+		return nil, err
+	}
+	if stopped {
+		p.proc.State = snapshot.StateStopped
+	}
 	if err := withScratch(t, pid, func(s *scratch) error { return recordInjected(t, s, p) }); err != nil {
 		return nil, err
 	}
@@ -122,6 +148,23 @@ func record(t *ptrace.Tracer, pid int, files *fileTable) (*process, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// groupStopped reports whether process pid was in group stop when the
+// dump seized it. /proc shows every seized thread in state 't', so the
+// kind of each thread's ptrace stop shows it: a thread that a signal
+// stopped reports a group-stop instead of the interrupt-stop.
+func groupStopped(t *ptrace.Tracer, pid int) (bool, error) {
+	for _, tid := range t.Threads(pid) {
+		stop, err := t.Interrupt(tid)
+		if err != nil {
+			return false, fmt.Errorf("read stop of thread %d: %w", tid, err)
+		}
+		if stop.Kind == ptrace.StopGroup {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // recordInjected records the state that needs the scratch page: the

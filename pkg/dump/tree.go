@@ -69,6 +69,9 @@ func holdAll(t *ptrace.Tracer, pids []int, held map[int]bool) (bool, error) {
 			if err := checkNamespaces(pid); err != nil {
 				return false, err
 			}
+			if err := checkUntraced(pid); err != nil {
+				return false, err
+			}
 		}
 		before := len(t.Threads(pid))
 		if _, err := t.SeizeProcess(pid, 0); err != nil {
@@ -87,6 +90,19 @@ func holdAll(t *ptrace.Tracer, pids []int, held map[int]bool) (bool, error) {
 		held[pid] = true
 	}
 	return changed, nil
+}
+
+// checkUntraced rejects a process that another tracer holds before the
+// seize would fail on it with a bare EPERM.
+func checkUntraced(pid int) error {
+	st, err := procfs.ReadStatus(procRoot, pid)
+	if err != nil {
+		return fmt.Errorf("freeze process %d: %w", pid, err)
+	}
+	if r := checkTracer(pid, st); r != nil {
+		return r
+	}
+	return nil
 }
 
 // listTrees returns the roots and all their descendants, parents before

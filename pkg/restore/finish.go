@@ -128,10 +128,11 @@ func (rs *restorer) setAltStack(pid, tid int, ss snapshot.SigAltStack) error {
 	return nil
 }
 
-// dropStub unmaps the stub from process p. The call runs at the stub's
-// syscall instruction and returns to its own unmapped page, but the
-// thread stops right after it and gets its saved registers back, so rip
-// never executes there.
+// dropStub unmaps the stub from process p, the last call injected into
+// it, and then queues SIGSTOP for a process that the dump found stopped
+// (stopAgain). The munmap runs at the stub's syscall instruction and
+// returns to its own unmapped page, but the thread stops right after it
+// and gets its saved registers back, so rip never executes there.
 func (rs *restorer) dropStub(p *snapshot.Process) error {
 	pid := int(p.PID)
 	if fd, ok := rs.pidfds[pid]; ok {
@@ -142,6 +143,33 @@ func (rs *restorer) dropStub(p *snapshot.Process) error {
 	size := uintptr(stubPages * os.Getpagesize())
 	if _, err := rs.t.Syscall(pid, unix.SYS_MUNMAP, uintptr(rs.base), size); err != nil {
 		return fmt.Errorf("unmap stub from process %d: %w", pid, err)
+	}
+	return stopAgain(p)
+}
+
+// stopAgain sends SIGSTOP to p if it was in group stop at the dump, as a
+// job that Ctrl-Z suspended. The signal stays pending while the restorer
+// holds the threads in their ptrace stops, and the detach that resumes
+// every task makes them take it first: the process enters group stop
+// before it runs an instruction, and SIGCONT resumes it. No injected
+// call may follow, because the pending SIGSTOP would stop it midway.
+//
+// Limitation: the parent is notified of the stop again. It gets one more SIGCHLD
+// (CLD_STOPPED) unless it set SA_NOCLDSTOP, and waitpid(WUNTRACED)
+// reports the stop once more even when the parent had collected it
+// before the dump, so a shell may print the job as stopped again. The
+// stop signal is reported as SIGSTOP even when SIGTSTP, SIGTTIN or
+// SIGTTOU stopped the process, because only SIGSTOP stops a process
+// whatever its handlers and process group. Recording the stop signal and
+// whether the parent had collected it (an injected waitid with WNOWAIT
+// in the parent at the dump), then consuming the new report and signal
+// in the parent before it resumes, would lift it.
+func stopAgain(p *snapshot.Process) error {
+	if p.State != snapshot.StateStopped {
+		return nil
+	}
+	if err := unix.Kill(int(p.PID), unix.SIGSTOP); err != nil {
+		return fmt.Errorf("stop process %d again: %w", p.PID, err)
 	}
 	return nil
 }
