@@ -111,6 +111,17 @@ func TestIntegrationGroupStopped(t *testing.T) {
 			if rejects := check(pid); len(rejects) != 0 {
 				t.Errorf("check(%d) while seized by the dumper = %v, want no rejects", pid, rejects)
 			}
+
+			// The detach of a dump that lets the processes run on puts
+			// a stopped process back into its group stop.
+			if err := tr.Close(); err != nil {
+				t.Fatalf("detach process %d: %v", pid, err)
+			}
+			want := byte('S')
+			if stop {
+				want = 'T'
+			}
+			waitState(t, pid, want)
 		})
 	}
 }
