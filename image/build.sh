@@ -19,12 +19,18 @@ images=$out/images
 tmpdir=$cache/tmp
 
 # Packages debootstrap adds to the minbase variant: init, device and module
-# handling, networking, the workload the tests preserve, and a few tools for
-# debugging a guest on its serial console.
+# handling, networking, the workload the tests preserve, tools for debugging
+# on the serial console, and what Debian's kernel packages depend on, so a
+# test can install one with dpkg. tiny-initramfs replaces initramfs-tools,
+# whose kernel hook did not finish in 5 minutes under TCG on 2 busy cores.
 guest_packages=(
 	systemd systemd-sysv udev dbus kmod e2fsprogs iproute2 iputils-ping
 	procps util-linux less netcat-openbsd redis-server redis-tools
+	linux-base tiny-initramfs
 )
+
+# The old kernel's .deb goes here; images.env names it OLD_KERNEL_DEB.
+guest_debs=/usr/local/lib/ksu-tests/debs
 
 # Modules the first boot's initramfs loads: the virtio devices of the QEMU
 # guest and the root filesystem. The initramfs tool skips built-in ones and
@@ -190,8 +196,8 @@ unpack_kernel() {
 
 # fetch_kernels downloads and unpacks every kernel package and fills
 # releases (in order old, new, extras; no duplicates), kernel_dirs
-# (release -> unpacked directory), old_release, new_release and
-# extra_releases.
+# (release -> unpacked directory), old_release, old_deb (the old kernel's
+# .deb in the cache), new_release and extra_releases.
 fetch_kernels() {
 	local role pkg deb dir release extra roles=("old:$OLD_KERNEL_PKG" "new:$NEW_KERNEL_PKG")
 	releases=() extra_releases=()
@@ -206,7 +212,7 @@ fetch_kernels() {
 		release=$(<"$dir/release")
 		log "kernel ${role%%:*}: $release (from $pkg)"
 		case ${role%%:*} in
-		old) old_release=$release ;;
+		old) old_release=$release old_deb=$deb ;;
 		new) new_release=$release ;;
 		*) [[ -n ${kernel_dirs[$release]:-} ]] || extra_releases+=("$release") ;;
 		esac
@@ -356,6 +362,7 @@ configure_tree() {
 	local base key dir tmp release
 	base=$(bootstrap_tree)
 	key=$(hash_text "$base" "${releases[@]}" "${kernel_dirs[@]}" "$(hash_tree "$repo/image/rootfs")" \
+		"$(basename "$old_deb")" "$(hash_file "$old_deb")" "$guest_debs" \
 		"$DEBIAN_SUITE" "$DEBIAN_MIRROR" "$DEBIAN_SECURITY_MIRROR" \
 		"${disabled_units[*]}" "${enabled_units[*]}" \
 		"$(declare -f configure_tree install_kernel configure_redis configure_units)")
@@ -367,6 +374,7 @@ configure_tree() {
 		for release in "${releases[@]}"; do
 			install_kernel "$tmp/root" "$release"
 		done
+		install -D -m 0644 "$old_deb" "$tmp/root$guest_debs/$(basename "$old_deb")"
 		cp -R --preserve=mode "$repo/image/rootfs/." "$tmp/root/"
 		cat >"$tmp/root/etc/apt/sources.list" <<-EOF
 			deb $DEBIAN_MIRROR $DEBIAN_SUITE main
@@ -460,6 +468,7 @@ write_images_env() {
 		OLD_RELEASE=$old_release
 		NEW_RELEASE=$new_release
 		EXTRA_RELEASES="${extra_releases[*]}"
+		OLD_KERNEL_DEB=$guest_debs/$(basename "$old_deb")
 	EOF
 	mv "$images/images.env.tmp" "$images/images.env"
 }

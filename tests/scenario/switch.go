@@ -131,6 +131,14 @@ var (
 // with extra arguments args, and waits until the guest agent answers on
 // the new kernel.
 func UpdateKernel(ctx context.Context, g *qemu.Guest, to string, args ...string) (Switch, error) {
+	argv := append([]string{"/usr/sbin/ksu", "update", "--kernel", "/boot/vmlinuz-" + to, "--yes"}, args...)
+	return runUpdate(ctx, g, to, argv)
+}
+
+// runUpdate runs the ksu update command line argv in the guest and waits
+// until the guest agent responds on the new kernel, whose release to names
+// in error messages.
+func runUpdate(ctx context.Context, g *qemu.Guest, to string, argv []string) (Switch, error) {
 	from, err := Uname(ctx, g)
 	if err != nil {
 		return Switch{}, err
@@ -139,7 +147,6 @@ func UpdateKernel(ctx context.Context, g *qemu.Guest, to string, args ...string)
 	start := g.Mark()
 	startedAt := time.Now()
 
-	argv := append([]string{"/usr/sbin/ksu", "update", "--kernel", "/boot/vmlinuz-" + to, "--yes"}, args...)
 	proc, err := g.Spawn(ctx, argv...)
 	if err != nil {
 		return s, fmt.Errorf("start ksu update: %w", err)
