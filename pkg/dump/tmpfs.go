@@ -3,7 +3,6 @@ package dump
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -257,44 +256,103 @@ func (pl *pathPlan) write(sw *snapshot.Writer, rootOf func(pid int32) string) (u
 	return total, nil
 }
 
-// writeFileContent writes the entry of a regular file with its content,
-// read from name, in sections of at most pathChunk bytes. The processes
-// are frozen, so only other programs could change the file meanwhile. A
-// file that fits one section gets the size actually read.
+// writeFileContent writes the entry of a regular file, read from name,
+// then its content in sections of at most pathChunk bytes. Only the data
+// extents are written (lseek SEEK_DATA and SEEK_HOLE), so a sparse file,
+// such as a shared memory segment that ftruncate sized, stays sparse.
+// The processes are frozen, so only other programs could change the file
+// meanwhile. It returns the bytes of content written.
 func writeFileContent(sw *snapshot.Writer, e *snapshot.PathEntry, name string) (uint64, error) {
 	f, err := os.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	// One byte more than the size ends a file read whole in one section.
-	buf := make([]byte, min(max(e.Size, 0)+1, pathChunk))
-	var off uint64
-	for {
-		n, err := io.ReadFull(f, buf)
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			err = nil
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	first := *e
+	first.Size = fi.Size()
+	w := &contentWriter{sw: sw, path: e.Path, mount: e.Mount, first: &first}
+	n, err := w.copyExtents(f, first.Size)
+	if err == nil && w.first != nil {
+		err = sw.WritePath(w.first) // no data at offset 0
+	}
+	return n, err
+}
+
+// contentWriter writes the sections of one file: the entry with its
+// metadata first, then chunks of content at their offsets.
+type contentWriter struct {
+	sw          *snapshot.Writer
+	path, mount string
+	first       *snapshot.PathEntry // nil once written
+	buf         []byte
+}
+
+// copyExtents writes every data extent of f below size.
+func (w *contentWriter) copyExtents(f *os.File, size int64) (uint64, error) {
+	fd := int(f.Fd())
+	var total uint64
+	for off := int64(0); off < size; {
+		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // a hole up to the end
 		}
 		if err != nil {
-			return off, fmt.Errorf("read %s at offset %d: %w", e.Path, off, err)
+			return total, fmt.Errorf("seek data of %s from %d: %w", f.Name(), off, err)
 		}
-		sec := &snapshot.PathEntry{Path: e.Path, Mount: e.Mount, Offset: off, Data: buf[:n]}
+		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+		if err != nil {
+			return total, fmt.Errorf("seek hole of %s from %d: %w", f.Name(), start, err)
+		}
+		end = min(end, size)
+		n, err := w.copyRange(f, start, end)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		off = end
+	}
+	return total, nil
+}
+
+// copyRange writes the bytes of f from start to end in chunks.
+func (w *contentWriter) copyRange(f *os.File, start, end int64) (uint64, error) {
+	var total uint64
+	for off := start; off < end; {
+		n := min(end-off, pathChunk)
+		if int64(len(w.buf)) < n {
+			w.buf = make([]byte, n)
+		}
+		data := w.buf[:n]
+		if _, err := f.ReadAt(data, off); err != nil {
+			return total, fmt.Errorf("read %s at offset %d: %w", f.Name(), off, err)
+		}
+		if err := w.emit(off, data); err != nil {
+			return total, err
+		}
+		total += uint64(n)
+		off += n
+	}
+	return total, nil
+}
+
+// emit writes one chunk of content at off, after the entry itself.
+func (w *contentWriter) emit(off int64, data []byte) error {
+	if w.first != nil {
+		e := w.first
+		w.first = nil
 		if off == 0 {
-			first := *e
-			first.Data = buf[:n]
-			if n < len(buf) {
-				first.Size = int64(n)
-			}
-			sec = &first
+			e.Data = data
+			return w.sw.WritePath(e)
 		}
-		if err := sw.WritePath(sec); err != nil {
-			return off, err
-		}
-		off += uint64(n)
-		if n < len(buf) {
-			return off, nil
+		if err := w.sw.WritePath(e); err != nil {
+			return err
 		}
 	}
+	return w.sw.WritePath(&snapshot.PathEntry{Path: w.path, Mount: w.mount, Offset: uint64(off), Data: data})
 }
 
 // writePaths writes the path sections of the tmpfs content and the /tmp

@@ -94,6 +94,19 @@ func TestPlanPathsWrite(t *testing.T) {
 	mustWrite(t, filepath.Join(mnt, "a", "big"), big)
 	mustWrite(t, filepath.Join(mnt, "a", "empty"), nil)
 	mustWrite(t, filepath.Join(mnt, "systemd", "x"), []byte("x"))
+	sparse := filepath.Join(mnt, "a", "sparse")
+	mustWrite(t, sparse, nil)
+	if err := os.Truncate(sparse, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(sparse, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("x"), 40<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 	mounts := []procfs.Mount{{MountPoint: "/", FSType: "ext4"}, {MountPoint: mnt, FSType: "tmpfs"}}
 	tmpfsExcluded = append(tmpfsExcluded, filepath.Join(mnt, "systemd"))
 	defer func() { tmpfsExcluded = tmpfsExcluded[:len(tmpfsExcluded)-1] }()
@@ -103,6 +116,7 @@ func TestPlanPathsWrite(t *testing.T) {
 		{1, filepath.Join(mnt, "a", "big"), true},
 		{2, filepath.Join(mnt, "a", "empty"), true},
 		{2, filepath.Join(mnt, "a", "gone.sock"), false},
+		{2, sparse, true},
 		{2, filepath.Join(mnt, "systemd", "x"), true},
 		{2, "/usr/lib/os-release", true},
 	} {
@@ -129,6 +143,9 @@ func TestPlanPathsWrite(t *testing.T) {
 		{filepath.Join(a, "big"), 0, pathChunk, int64(len(big)), []uint32{1}},
 		{filepath.Join(a, "big"), pathChunk, len(big) - pathChunk, 0, nil},
 		{filepath.Join(a, "empty"), 0, 0, 0, []uint32{2}},
+		// Only the page written in the sparse file is data.
+		{sparse, 0, 0, 64 << 20, []uint32{2}},
+		{sparse, 40 << 20, 4096, 0, nil},
 	}
 	if diff := cmp.Diff(want, gotShort); diff != "" {
 		t.Errorf("path sections mismatch (-want +got):\n%s", diff)

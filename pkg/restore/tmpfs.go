@@ -249,12 +249,27 @@ func setOwnerMode(e *snapshot.PathEntry) error {
 	return nil
 }
 
-// finishPaths sets the modification times of the created paths, deepest
-// first, after everything below a directory exists, and removes the
-// trees of the processes that lack a path.
+// finishPaths sets the modification times of the created paths, points
+// the snapshot's references at them, and removes the trees of the
+// processes that lack a path.
 //
 // Preconditions: every path section has been read, and the tasks exist.
 func (rs *restorer) finishPaths() error {
+	ps := rs.paths
+	rs.finishPathTimes()
+	if ps.stats.Dirs+ps.stats.Files > 0 || len(ps.stats.Kept) > 0 {
+		rs.logf("tmpfs content: %d directories, %d files, %d bytes recreated, %d present; %d paths on disk kept",
+			ps.stats.Dirs, ps.stats.Files, ps.stats.Bytes, ps.stats.Present, len(ps.stats.Kept))
+	}
+	rs.stats.Paths = ps.stats
+	rs.remapRefs()
+	return rs.failPathUsers()
+}
+
+// finishPathTimes sets the modification times of the created paths,
+// deepest first, so that creating a path does not change its
+// directory's time afterwards.
+func (rs *restorer) finishPathTimes() {
 	ps := rs.paths
 	for i := len(ps.times) - 1; i >= 0; i-- {
 		e := ps.times[i]
@@ -266,13 +281,6 @@ func (rs *restorer) finishPaths() error {
 			rs.logf("set modification time of %s: %v", e.Path, err)
 		}
 	}
-	if ps.stats.Dirs+ps.stats.Files > 0 || len(ps.stats.Kept) > 0 {
-		rs.logf("tmpfs content: %d directories, %d files, %d bytes recreated, %d present; %d paths on disk kept",
-			ps.stats.Dirs, ps.stats.Files, ps.stats.Bytes, ps.stats.Present, len(ps.stats.Kept))
-	}
-	rs.stats.Paths = ps.stats
-	rs.remapRefs()
-	return rs.failPathUsers()
 }
 
 // failPathUsers removes the trees of the processes whose paths could not
