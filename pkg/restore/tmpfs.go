@@ -15,7 +15,7 @@ import (
 // PathStats count the tmpfs content that Restore recreated from the
 // snapshot's path sections, and list the disk paths it left alone.
 type PathStats struct {
-	Dirs    int    // directories created, tmpfs mount points included
+	Dirs    int    // directories created, and tmpfs roots that Options.MountTmpfs mounted
 	Files   int    // regular files created
 	Bytes   uint64 // file content written
 	Present int    // paths that already existed and were left as they were
@@ -28,6 +28,7 @@ type PathStats struct {
 type pathState struct {
 	stats   PathStats
 	mounted map[string]error    // tmpfs mount point to the result of preparing it
+	ours    map[string]bool     // mount points that Options.MountTmpfs mounted
 	skip    map[string]bool     // files that existed: their content is not written
 	pids    map[string][]uint32 // path to the processes that use it
 	errs    map[int32]error     // process to the first path it lacks
@@ -41,7 +42,7 @@ type pathState struct {
 type fileID struct{ dev, inode uint64 }
 
 func newPathState() *pathState {
-	return &pathState{mounted: map[string]error{}, skip: map[string]bool{},
+	return &pathState{mounted: map[string]error{}, ours: map[string]bool{}, skip: map[string]bool{},
 		pids: map[string][]uint32{}, errs: map[int32]error{}, inodes: map[fileID]fileID{}}
 }
 
@@ -106,6 +107,7 @@ func (rs *restorer) prepareMount(dir string) error {
 	if err != nil && rs.opts.MountTmpfs != nil {
 		rs.logf("no tmpfs at %s (%v): mounting one", dir, err)
 		if err = rs.opts.MountTmpfs(dir); err == nil {
+			ps.ours[dir] = true
 			err = checkTmpfs(dir)
 		}
 	}
@@ -126,8 +128,8 @@ func checkTmpfs(dir string) error {
 }
 
 // createDir creates the directory of e with its owner and mode. An
-// existing directory keeps its owner and mode, except a mount point,
-// which gets the recorded ones.
+// existing directory keeps its owner and mode, except the root of a
+// tmpfs that Options.MountTmpfs mounted for the restore.
 func (ps *pathState) createDir(e *snapshot.PathEntry) error {
 	err := unix.Mkdir(e.Path, 0o700)
 	if errors.Is(err, unix.EEXIST) {
@@ -138,7 +140,7 @@ func (ps *pathState) createDir(e *snapshot.PathEntry) error {
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			return fmt.Errorf("%s exists with mode %#o, want a directory", e.Path, st.Mode)
 		}
-		if e.Path != e.Mount {
+		if !ps.ours[e.Path] {
 			ps.stats.Present++
 			return nil
 		}
