@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -103,12 +104,28 @@ func planPaths(procs []*process, files map[uint64]*snapshot.File) (*pathPlan, er
 		}
 		root := fmt.Sprintf("%s/%d/root", procRoot, p.pid)
 		for _, u := range processPaths(p.proc, files) {
+			if !u.whole && p.proc.Identity.Root == "/" {
+				u.path = resolveDir(u.path)
+			}
 			if err := plan.add(root, mounts, u); err != nil {
 				return nil, fmt.Errorf("record path %s of process %d: %w", u.path, p.pid, err)
 			}
 		}
 	}
 	return plan, nil
+}
+
+// resolveDir returns path with the symbolic links of its directory
+// resolved, or path itself when they cannot be. The kernel reports the
+// name of a bound Unix socket as the process passed it to bind, for
+// example /var/run/app.sock where /var/run links to /run, while the
+// other paths come resolved.
+func resolveDir(path string) string {
+	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if err != nil {
+		return path
+	}
+	return filepath.Join(dir, filepath.Base(path))
 }
 
 // add records the entries that use u needs. On a tmpfs, those are the

@@ -227,3 +227,28 @@ func writeAndRead(t *testing.T, plan *pathPlan) []*snapshot.PathEntry {
 		got = append(got, e)
 	}
 }
+
+func TestResolveDir(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	real, err := filepath.EvalSymlinks(real) // the temporary directory may be below a link too
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		path, want string
+	}{
+		{filepath.Join(dir, "link", "app.sock"), filepath.Join(real, "app.sock")},
+		{filepath.Join(dir, "missing", "app.sock"), filepath.Join(dir, "missing", "app.sock")},
+	} {
+		if got := resolveDir(tt.path); got != tt.want {
+			t.Errorf("resolveDir(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+}
