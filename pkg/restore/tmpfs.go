@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -115,7 +116,11 @@ func (rs *restorer) prepareMount(dir string) error {
 	return err
 }
 
-// checkTmpfs returns an error unless a tmpfs is mounted on dir.
+// checkTmpfs returns an error unless a tmpfs is mounted on dir. A
+// directory that only lies on a tmpfs is not enough: content below it
+// would be hidden by the tmpfs that the real init mounts there, as
+// systemd does on /dev/shm (whose devtmpfs also reports TMPFS_MAGIC) or
+// logind on /run/user/UID.
 func checkTmpfs(dir string) error {
 	var fs unix.Statfs_t
 	if err := unix.Statfs(dir, &fs); err != nil {
@@ -123,6 +128,16 @@ func checkTmpfs(dir string) error {
 	}
 	if fs.Type != unix.TMPFS_MAGIC {
 		return fmt.Errorf("%s is on a filesystem of type %#x, not a tmpfs", dir, fs.Type)
+	}
+	var st, parent unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	if err := unix.Stat(filepath.Dir(dir), &parent); err != nil {
+		return &os.PathError{Op: "stat", Path: filepath.Dir(dir), Err: err}
+	}
+	if dir != "/" && st.Dev == parent.Dev {
+		return fmt.Errorf("%s is a directory of the tmpfs above it, not a tmpfs mount point", dir)
 	}
 	return nil
 }

@@ -100,15 +100,21 @@ func TestTakePathFailsUsers(t *testing.T) {
 	if err := os.WriteFile(dir, []byte("in the way"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	sub := shmDir(t)
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	rs := &restorer{paths: newPathState()}
 	for _, e := range []*snapshot.PathEntry{
 		{Path: dir, Mount: "/dev/shm", Mode: unix.S_IFDIR | 0o755, PIDs: []uint32{5, 6}},
 		{Path: dir + "/f", Mount: "/dev/shm", Mode: unix.S_IFREG | 0o600, Data: []byte("x"), Size: 1, PIDs: []uint32{6}},
 		{Path: notTmpfs + "/x", Mount: notTmpfs, Mode: unix.S_IFDIR | 0o755, PIDs: []uint32{7}},
+		// A directory of the /dev/shm tmpfs named as a mount point.
+		{Path: sub + "/y", Mount: sub, Mode: unix.S_IFDIR | 0o755, PIDs: []uint32{9}},
 	} {
 		rs.takePath(e)
 	}
-	for pid, want := range map[int32]string{5: "exists with mode", 6: "exists with mode", 7: "not a tmpfs"} {
+	for pid, want := range map[int32]string{5: "exists with mode", 6: "exists with mode", 7: "not a tmpfs", 9: "not a tmpfs mount point"} {
 		err := rs.paths.errs[pid]
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error of process %d = %v, want one containing %q", pid, err, want)
