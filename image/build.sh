@@ -22,7 +22,7 @@ tmpdir=$cache/tmp
 # handling, networking, the workload the tests preserve, tools for debugging
 # on the serial console, and what Debian's kernel packages depend on, so a
 # test can install one with dpkg. tiny-initramfs replaces initramfs-tools,
-# whose kernel hook did not finish in 5 minutes under TCG on 2 busy cores.
+# whose kernel hook did not finish in 5 minutes under TCG.
 guest_packages=(
 	systemd systemd-sysv udev dbus kmod e2fsprogs iproute2 iputils-ping
 	procps util-linux less netcat-openbsd redis-server redis-tools

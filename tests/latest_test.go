@@ -60,7 +60,7 @@ func TestUpdateLatestAfterInstall(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	installKernelDeb(t, ctx, g, deb, im.OldRelease, pid)
+	installKernelDeb(t, ctx, g, deb, im.OldRelease, clock)
 	testCheckLatest(t, ctx, g, im.OldRelease, pid)
 
 	s, err := scenario.UpdateLatest(ctx, g, im.OldRelease, "--pid", pid)
@@ -108,12 +108,10 @@ func testLatestMissing(t *testing.T, ctx context.Context, g *qemu.Guest, running
 }
 
 // installKernelDeb installs the package deb in the two steps of dpkg -i,
-// --unpack and --configure, and checks ksu in between. An unpacked
-// kernel has its /boot files but no modules.dep, because the package ships
-// none and its postinst runs depmod: ksu check --latest must pick it and
-// name the missing index and dpkg --configure. After the configure step,
-// modules.dep must exist.
-func installKernelDeb(t *testing.T, ctx context.Context, g *qemu.Guest, deb, release, pid string) {
+// --unpack and --configure, and checks ksu in between (see
+// testUnpackedKernel). After the configure step, modules.dep must exist.
+func installKernelDeb(t *testing.T, ctx context.Context, g *qemu.Guest, deb, release string,
+	clock scenario.Preserved) {
 	t.Helper()
 	unpack, err := scenario.Dpkg(ctx, g, 3*time.Minute, "--unpack", deb)
 	if err != nil {
@@ -124,24 +122,7 @@ func installKernelDeb(t *testing.T, ctx context.Context, g *qemu.Guest, deb, rel
 		t.Fatalf("dpkg --unpack %s exit status = %d, want 0", deb, unpack.ExitCode)
 	}
 
-	rep, res, err := scenario.Check(ctx, g, "--latest", "--pid", pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("ksu check --json --latest --pid %s with the package unpacked:\n%s", pid, res.Stdout)
-	if rep.Kernel == nil || rep.Kernel.Release != release {
-		t.Fatalf("ksu check --latest kernel = %+v, want release %s", rep.Kernel, release)
-	}
-	if res.ExitCode != 1 || rep.Proceed {
-		t.Errorf("ksu check --latest with the package unpacked = exit %d, proceed %v, want 1 and false",
-			res.ExitCode, rep.Proceed)
-	}
-	want := "package linux-image-" + release + " is unpacked but not configured: run dpkg --configure -a"
-	if !slices.ContainsFunc(rep.Kernel.Problems, func(p string) bool {
-		return strings.Contains(p, "modules.dep") && strings.Contains(p, want)
-	}) {
-		t.Errorf("ksu check --latest problems = %q, want one naming modules.dep and %q", rep.Kernel.Problems, want)
-	}
+	testUnpackedKernel(t, ctx, g, release, clock)
 
 	configure, err := scenario.Dpkg(ctx, g, 5*time.Minute, "--configure", "-a")
 	if err != nil {
@@ -154,6 +135,52 @@ func installKernelDeb(t *testing.T, ctx context.Context, g *qemu.Guest, deb, rel
 	dep := "/lib/modules/" + release + "/modules.dep"
 	if _, err := g.Output(ctx, "test", "-s", dep); err != nil {
 		t.Errorf("after dpkg --configure: %s is missing or empty (%v), want the postinst's depmod to have written it", dep, err)
+	}
+}
+
+// testUnpackedKernel checks ksu with the package of release unpacked but
+// not configured. The kernel has its /boot files but no modules.dep,
+// because the package ships none and its postinst runs depmod. ksu check
+// --latest must pick the kernel and name the missing index and dpkg
+// --configure, and ksu update --latest must fail with the same words and
+// leave the clock running.
+func testUnpackedKernel(t *testing.T, ctx context.Context, g *qemu.Guest, release string, clock scenario.Preserved) {
+	t.Helper()
+	pid := strconv.Itoa(clock.PID)
+	want := "package linux-image-" + release + " is unpacked but not configured: run dpkg --configure -a"
+	rep, res, err := scenario.Check(ctx, g, "--latest", "--pid", pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ksu check --json --latest --pid %s with the package unpacked:\n%s", pid, res.Stdout)
+	if rep.Kernel == nil || rep.Kernel.Release != release {
+		t.Fatalf("ksu check --latest kernel = %+v, want release %s", rep.Kernel, release)
+	}
+	if res.ExitCode != 1 || rep.Proceed {
+		t.Errorf("ksu check --latest with the package unpacked = exit %d, proceed %v, want 1 and false",
+			res.ExitCode, rep.Proceed)
+	}
+	if !slices.ContainsFunc(rep.Kernel.Problems, func(p string) bool {
+		return strings.Contains(p, "modules.dep") && strings.Contains(p, want)
+	}) {
+		t.Errorf("ksu check --latest problems = %q, want one naming modules.dep and %q", rep.Kernel.Problems, want)
+	}
+
+	upd, err := scenario.RunKSU(ctx, g, time.Minute, "update", "--latest", "--yes", "--pid", pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ksu update --latest with the package unpacked: exit %d, stderr %q", upd.ExitCode, upd.Stderr)
+	if upd.ExitCode == 0 {
+		t.Errorf("ksu update --latest with the package unpacked exit status = 0, want a failure")
+	}
+	for _, w := range []string{"nothing was changed", "modules.dep", want} {
+		if !strings.Contains(upd.Stderr, w) {
+			t.Errorf("ksu update --latest stderr = %q, want it to contain %q", upd.Stderr, w)
+		}
+	}
+	if err := clock.Alive(ctx, g, "/usr/local/bin/ksu-clock"); err != nil {
+		t.Errorf("after the update with the package unpacked: %v", err)
 	}
 }
 
