@@ -21,6 +21,11 @@ import (
 // guard: ksu started with it set runs as the guard and nothing else.
 const guardEnv = "KSU_RESUME_GUARD"
 
+// guardSpillEnv carries the directory of a file-backed initramfs to the
+// guard, which then gets an O_PATH descriptor of the file as fd 4 and
+// zeroes the file if ksu update dies.
+const guardSpillEnv = "KSU_RESUME_GUARD_SPILL"
+
 // guardDisarm is the byte ksu update writes to the guard's pipe when it
 // has cleaned up itself and the guard must do nothing. Before it, ksu
 // update writes a line guardPhase+NAME as it enters each phase, which
@@ -44,7 +49,12 @@ func init() {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0); err != nil {
 			fmt.Fprintf(os.Stderr, "ksu resume guard: %v; the OOM killer may kill the guard\n", err)
 		}
-		os.Exit(runGuard(roots, os.NewFile(3, "resume guard pipe"), cleanUpSwitch))
+		cleanUp := cleanUpSwitch
+		if dir := os.Getenv(guardSpillEnv); dir != "" {
+			spill := os.NewFile(4, dir)
+			cleanUp = func(roots []int) error { return errors.Join(cleanUpSwitch(roots), wipeSpill(spill)) }
+		}
+		os.Exit(runGuard(roots, os.NewFile(3, "resume guard pipe"), cleanUp))
 	}
 }
 
@@ -54,22 +64,35 @@ type resumeGuard struct {
 	pipe *os.File
 }
 
-// startGuard starts the resume guard for the trees rooted at roots.
-func startGuard(roots []int) (*resumeGuard, error) {
+// startGuard starts the resume guard for the trees rooted at roots and,
+// if initrd is file-backed, for its file.
+func startGuard(roots []int, initrd *kexec.Initrd) (*resumeGuard, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("create resume guard pipe: %w", err)
 	}
 	defer r.Close()
+	extra := []*os.File{r}
+	env := os.Environ()
+	if initrd.Dir() != "" {
+		spill, err := initrd.PathFile()
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("start resume guard: %w", err)
+		}
+		defer spill.Close()
+		extra = append(extra, spill)
+		env = append(env, guardSpillEnv+"="+initrd.Dir())
+	}
 	list := make([]string, 0, len(roots)+1)
 	list = append(list, "0") // keeps the variable non-empty when no tree is preserved
 	for _, pid := range roots {
 		list = append(list, strconv.Itoa(pid))
 	}
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Env = append(os.Environ(), guardEnv+"="+strings.Join(list, ","))
+	cmd.Env = append(env, guardEnv+"="+strings.Join(list, ","))
 	cmd.Stderr = os.Stderr
-	cmd.ExtraFiles = []*os.File{r}
+	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		w.Close()
@@ -232,4 +255,14 @@ func exitCause(cgroup string, before, after int64) string {
 			cgroup, before, after)
 	}
 	return "exited or was killed by a signal other than the OOM killer's"
+}
+
+// wipeSpill zeroes the initramfs file behind spill, which ksu update
+// left unwiped when it died, and logs it.
+func wipeSpill(spill *os.File) error {
+	if err := kexec.WipeFile(spill); err != nil {
+		return err
+	}
+	newSwitchLog().Printf("resume guard: zeroed the initramfs file in %s that ksu update left", spill.Name())
+	return nil
 }

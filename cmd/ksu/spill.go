@@ -20,16 +20,18 @@ the phase and the cause to the kernel log.
 The spill file has mode 0600 and no name in DIR, so no other user can
 open it, and the kernel frees it even if ksu is killed. ksu overwrites
 it with zeros and flushes the zeros to the disk before it closes it:
-right after the kernel load, and after any failure. The spill lengthens
+right after the kernel load, and after any failure. If ksu is killed,
+its resume guard does so. The spill lengthens
 the pause of the preserved processes by the snapshot's write to DIR,
 the kernel's read of the whole file, and the zeroing of the whole file
 with its flush. DIR needs free space for the whole initramfs. When it
 fills up, the update fails with "no space left on device" and the
 processes resume. A dry run still keeps one more copy of the snapshot
 in memory, to read it back after the load. Prefer a DIR on an encrypted
-filesystem: a killed ksu does not zero the file, and on a filesystem
-that writes elsewhere on overwrite (btrfs, or flash under its
-translation layer) the old blocks keep the process memory until reused.
+filesystem: a crash, or a kill of both ksu and its guard, leaves the
+file unzeroed, and on a filesystem that writes elsewhere on overwrite
+(btrfs, or flash under its translation layer) the old blocks keep the
+process memory until reused.
 `
 
 // newInitrd creates the initramfs of an update in memory or, with
@@ -64,9 +66,9 @@ func discardInitrd(initrd *kexec.Initrd, log *switchLog) {
 	err := initrd.Wipe()
 	initrd.Close()
 	if err != nil {
-		// Limitation: the file is freed at Close, but the blocks that
-		// writeback wrote keep their contents until the filesystem
-		// reuses them.
+		// Limitation: the file is freed when the resume guard exits,
+		// but the blocks that writeback wrote keep their contents until
+		// the filesystem reuses them.
 		log.Printf("warning: %v; the freed blocks of the initramfs file in %s keep process memory until reused",
 			err, initrd.Dir())
 		return

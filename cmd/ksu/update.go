@@ -170,7 +170,7 @@ func update(o updateOptions) error {
 	}
 	// From the freeze on, a SIGKILL would leave the processes stopped;
 	// the guard resumes them if this process dies before disarming it.
-	guard, err := startGuard(o.pids)
+	guard, err := startGuard(o.pids, initrd)
 	if err != nil {
 		return err
 	}

@@ -29,9 +29,11 @@ const SpillMode fs.FileMode = 0o600
 //
 // Limitation: a process killed before Wipe leaves the pages that
 // writeback had already written on the disk, unlinked but not zeroed,
-// until the filesystem reuses the blocks. The same holds for a
-// filesystem that writes elsewhere on overwrite (btrfs, or flash under
-// its translation layer). Only an encrypted or tmpfs DIR avoids it.
+// until the filesystem reuses the blocks, unless another process holds
+// a PathFile descriptor and calls WipeFile. A filesystem that writes
+// elsewhere on overwrite (btrfs, or flash under its translation layer)
+// keeps the old blocks even after a wipe. Only an encrypted filesystem,
+// or a tmpfs without swap, avoids both.
 func NewFileInitrd(dir string) (*Initrd, error) {
 	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, uint32(SpillMode))
 	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) {
@@ -93,24 +95,61 @@ func (i *Initrd) Wipe() error {
 	if i.f == nil {
 		return errors.New("wipe initramfs: already closed")
 	}
-	w, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(i.f.Fd())), os.O_WRONLY, 0)
+	if err := wipe(i.f, i.size, i.dir != ""); err != nil {
+		return fmt.Errorf("wipe initramfs %s: %w", i.describe(), err)
+	}
+	return nil
+}
+
+// PathFile returns a new O_PATH descriptor of a file-backed initramfs,
+// for another process that wipes the file with WipeFile if this one dies
+// before Wipe. It keeps the file allocated until it is closed, but it
+// is no writer, so Load still accepts the file.
+func (i *Initrd) PathFile() (*os.File, error) {
+	if i.f == nil || i.dir == "" {
+		return nil, errors.New("open initramfs by path: not an open file-backed initramfs")
+	}
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(int(i.f.Fd())), unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("reopen initramfs %s for writing: %w", i.describe(), err)
+		return nil, fmt.Errorf("open initramfs file in %s by path: %w", i.dir, err)
+	}
+	return os.NewFile(uintptr(fd), i.dir), nil
+}
+
+// WipeFile overwrites the whole file behind f, a descriptor from
+// PathFile, with zeros and flushes them to the disk.
+func WipeFile(f *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("wipe initramfs file in %s: %w", f.Name(), err)
+	}
+	if err := wipe(f, st.Size, true); err != nil {
+		return fmt.Errorf("wipe initramfs file in %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// wipe writes size zeros at the start of the file behind f through a
+// new writable descriptor, and with flush calls fdatasync.
+func wipe(f *os.File, size int64, flush bool) error {
+	w, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("reopen for writing: %w", pathCause(err))
 	}
 	defer w.Close()
 	zeros := make([]byte, 1<<20)
-	for off := int64(0); off < i.size; {
-		n := min(int64(len(zeros)), i.size-off)
+	for off := int64(0); off < size; {
+		n := min(int64(len(zeros)), size-off)
 		if _, err := w.WriteAt(zeros[:n], off); err != nil {
-			return fmt.Errorf("wipe initramfs %s at byte %d of %d: %w", i.describe(), off, i.size, pathCause(err))
+			return fmt.Errorf("write zeros at byte %d of %d: %w", off, size, pathCause(err))
 		}
 		off += n
 	}
-	if i.dir == "" {
+	if !flush {
 		return nil
 	}
 	if err := unix.Fdatasync(int(w.Fd())); err != nil {
-		return fmt.Errorf("flush zeros of initramfs %s: %w", i.describe(), err)
+		return fmt.Errorf("flush zeros: %w", err)
 	}
 	return nil
 }

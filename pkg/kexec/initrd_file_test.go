@@ -176,3 +176,46 @@ func checkDirEmpty(t *testing.T, dir string) {
 		t.Errorf("directory %s has %d entries, want none: first %s", dir, len(entries), entries[0].Name())
 	}
 }
+
+func TestWipeFileAfterClose(t *testing.T) {
+	dir := t.TempDir()
+	initrd, err := NewFileInitrd(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("process memory "), 10_000)
+	if _, err := initrd.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	path, err := initrd.PathFile()
+	if err != nil {
+		t.Fatalf("PathFile() = %v, want nil", err)
+	}
+	defer path.Close()
+	// The owner dies without a wipe: its descriptor goes, and the
+	// O_PATH one keeps the file.
+	initrd.Close()
+	if err := WipeFile(path); err != nil {
+		t.Fatalf("WipeFile() = %v, want nil", err)
+	}
+	got, err := os.ReadFile("/proc/self/fd/" + strconv.Itoa(int(path.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(make([]byte, len(data)), got); diff != "" {
+		t.Errorf("contents after WipeFile mismatch (-want +got):\n%s", diff)
+	}
+	checkDirEmpty(t, dir)
+}
+
+func TestPathFileOfMemfd(t *testing.T) {
+	initrd, err := NewInitrd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer initrd.Close()
+	if f, err := initrd.PathFile(); err == nil {
+		f.Close()
+		t.Errorf("PathFile() of a memfd initramfs = nil error, want an error")
+	}
+}
