@@ -51,27 +51,25 @@ func newInitrd(o updateOptions) (*kexec.Initrd, error) {
 }
 
 // discardInitrd wipes initrd and closes it, unless it is already closed.
-// A file-backed initramfs is wiped even after the kernel load, and its
-// zeros reach the disk.
+// Wipe reopens the initramfs for writing, so it works after the kernel
+// load too, and the zeros of a file-backed one reach the disk.
 func discardInitrd(initrd *kexec.Initrd, log *switchLog) {
 	if initrd.Closed() {
-		return
-	}
-	if initrd.Dir() == "" {
-		wipeInitrd(initrd, log)
-		initrd.Close()
 		return
 	}
 	size := initrd.Size()
 	err := initrd.Wipe()
 	initrd.Close()
-	if err != nil {
+	switch {
+	case err != nil && initrd.Dir() == "":
+		log.Printf("warning: %v; its pages go back to the kernel unzeroed", err)
+	case err != nil:
 		// Limitation: the file is freed when the resume guard exits,
 		// but the blocks that writeback wrote keep their contents until
 		// the filesystem reuses them.
 		log.Printf("warning: %v; the freed blocks of the initramfs file in %s keep process memory until reused",
 			err, initrd.Dir())
-		return
+	case initrd.Dir() != "":
+		log.Printf("spill: zeroed and freed the initramfs file in %s, %s", initrd.Dir(), formatBytes(uint64(size)))
 	}
-	log.Printf("spill: zeroed and freed the initramfs file in %s, %s", initrd.Dir(), formatBytes(uint64(size)))
 }
