@@ -5,8 +5,8 @@
  * filled to the brim, a pipe a child wrote into, a pipe whose write end
  * is closed (EOF after the data), an O_DIRECT packet pipe whose message
  * boundaries must stay, a pipe with stream data around two packets whose
- * write end alone is in packet mode, and a FIFO in the file system that a
- * new opener must still reach.
+ * write end alone is in packet mode, a FIFO in the file system that a
+ * new opener must still reach, and a FIFO with two packets.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,7 +30,10 @@
 #define MIXED_PACKET_LEN 60
 #define MIXED_TAIL_LEN 30
 
+#define FIFO_PACKET_LEN 50
+
 static int plain[2], full[2], from_child[2], closed[2], packet[2], mixed[2], fifo_rd, fifo_wr;
+static int pfifo_rd, pfifo_wr;
 static size_t full_len;
 static pid_t child_pid;
 
@@ -124,6 +127,15 @@ static void build_fifo(void)
 	if (fifo_rd < 0 || fifo_wr < 0)
 		wl_die("open fifo");
 	write_pattern(fifo_wr, FIFO_LEN, 35);
+	if (mkfifo("pfifo", 0600))
+		wl_die("mkfifo");
+	pfifo_rd = open("pfifo", O_RDONLY | O_NONBLOCK);
+	pfifo_wr = open("pfifo", O_WRONLY);
+	if (pfifo_rd < 0 || pfifo_wr < 0)
+		wl_die("open packet fifo");
+	set_direct(pfifo_wr, 1);
+	write_pattern(pfifo_wr, FIFO_PACKET_LEN, 42);
+	write_pattern(pfifo_wr, FIFO_PACKET_LEN, 43);
 }
 
 /* want_drain reads fd until it would block and checks it got exactly n pattern bytes. */
@@ -187,6 +199,20 @@ static void check_mixed(void)
 		wl_fail("mixed pipe: read after two new packet writes = %zd bytes, want 10", d);
 }
 
+static void check_packet_fifo(void)
+{
+	unsigned char buf[1000];
+	ssize_t a = read(pfifo_rd, buf, sizeof(buf));
+	ssize_t b = read(pfifo_rd, buf + FIFO_PACKET_LEN, sizeof(buf) - FIFO_PACKET_LEN);
+
+	if (a != FIFO_PACKET_LEN || b != FIFO_PACKET_LEN)
+		wl_fail("packet fifo: reads returned %zd and %zd bytes, want %d and %d", a, b,
+			FIFO_PACKET_LEN, FIFO_PACKET_LEN);
+	else if (wl_mismatch(buf, FIFO_PACKET_LEN, 42, 0) >= 0 ||
+		 wl_mismatch(buf + FIFO_PACKET_LEN, FIFO_PACKET_LEN, 43, 0) >= 0)
+		wl_fail("packet fifo: data changed");
+}
+
 static void check_closed(void)
 {
 	unsigned char buf[64];
@@ -239,5 +265,6 @@ int main(void)
 	check_packets();
 	check_mixed();
 	check_fifo();
+	check_packet_fifo();
 	return wl_finish();
 }
