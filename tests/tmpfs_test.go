@@ -84,6 +84,11 @@ func checkTmpfsRestored(t *testing.T, ctx context.Context, g *qemu.Guest, groups
 			tmp: "regular file",
 		})
 	}
+	// The kept /tmp file proves something only if the boot's cleanup ran.
+	state, err := g.Output(ctx, "systemctl", "show", "-p", "ActiveState", "--value", "systemd-tmpfiles-setup.service")
+	if err != nil || strings.TrimSpace(string(state)) != "active" {
+		t.Errorf("systemd-tmpfiles-setup.service state = %q, %v, want active", state, err)
+	}
 	fsType, err := g.Output(ctx, "stat", "-f", "-c", "%T", "/dev/shm")
 	if err != nil || strings.TrimSpace(string(fsType)) != "tmpfs" {
 		t.Errorf("stat -f /dev/shm = %q, %v, want a tmpfs", fsType, err)
