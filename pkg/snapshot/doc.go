@@ -151,6 +151,11 @@
 //	pending connections per socket   65536
 //	pids per path entry              4194304
 //
+// This reader also stops a record whose list elements would take more
+// than 256 MiB once decoded, since an element of 2 payload bytes can
+// become a value of a hundred bytes and zstd shrinks a run of them to
+// almost nothing.
+//
 // # Records
 //
 // A record is a sequence of fields, each a key followed by a value:

@@ -471,22 +471,16 @@ func (s *Section) SharedMemory() (*SharedMemory, error) {
 
 // decodeSection decodes the payload of record section s as type t.
 //
-// Limitation: decoding a record can take far more memory than the record.
-// An empty list element costs 2 bytes of payload but a whole Go value, so
-// a process record of 2,000 threads with 65,535 empty pending signals
-// each (256 MiB, which zstd compresses to almost nothing) decodes to
-// about 4 GiB and allocates several times that on the way. That is an
-// estimate from 64 such threads, whose 8 MiB record kept 142 MB after
-// decoding and allocated 846 MB in total. ksu-init on a small machine
-// runs out of memory on such a record. A budget of decoded elements per
-// record, enforced where repeatedField appends, would lift this.
+// Decoding can take far more memory than the record: an empty list
+// element costs 2 bytes of payload but a whole Go value. The elements
+// of one record may therefore take at most maxDecodedBytes.
 func decodeSection[T any](s *Section, t SectionType, sc *schema[T]) (*T, error) {
 	if s.Type != t {
 		return nil, &FormatError{Section: s.Index, Type: s.Type, Offset: s.Offset,
 			Err: errorf(ErrInvalid, "decode a %v section as %v", s.Type, t)}
 	}
 	v := new(T)
-	if err := sc.decode(&decoder{buf: s.payload, base: s.payloadAt}, v); err != nil {
+	if err := sc.decode(&decoder{buf: s.payload, base: s.payloadAt, budget: newBudget()}, v); err != nil {
 		var fe *fieldError
 		offset := s.payloadAt
 		if errors.As(err, &fe) {

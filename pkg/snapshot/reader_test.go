@@ -130,6 +130,12 @@ func TestReaderErrors(t *testing.T) {
 	pipe := func(fields ...byte) []byte { return fields }
 	manyThreads := record(processSchema, &Process{PID: 1, Threads: make([]Thread, maxThreads+1)})
 	manyGroups := record(processSchema, &Process{PID: 1, Identity: Identity{Groups: make([]uint32, maxGroups+1)}})
+	// 200 threads with 65,535 empty pending signals each: 26 MB of
+	// payload that would decode to 420 MB of Siginfo values.
+	emptySignals := bytes.Repeat([]byte{11<<3 | 2, 0}, maxPending-1)
+	thread := binary.AppendUvarint([]byte{10<<3 | 2}, uint64(len(emptySignals)))
+	thread = append(thread, emptySignals...)
+	amplified := bytes.Repeat(thread, 200)
 	page := bytes.Repeat([]byte{7}, 4096)
 	for _, tt := range []struct {
 		name        string
@@ -151,6 +157,8 @@ func TestReaderErrors(t *testing.T) {
 		{"pages record length 2^31", appendSectionLen(newStream().b, SectionPages, 12, binary.LittleEndian.AppendUint32(nil, 1<<31)), 0,
 			ErrTooLarge, 1, SectionPages, "pages record length 2147483648"},
 		{"2^16+1 threads", newStream().add(SectionProcess, manyThreads).end(2, 0), 0, ErrTooLarge, 1, SectionProcess, "threads: more than 65536 elements"},
+		{"lists decode past the budget", newStream().add(SectionProcess, amplified).end(2, 0), 0, ErrTooLarge, 1, SectionProcess,
+			"lists decode to more than 256 MiB"},
 		{"2^16+1 groups", newStream().add(SectionProcess, manyGroups).end(2, 0), 0, ErrTooLarge, 1, SectionProcess, "identity.groups: more than 65536"},
 		{"bytes length 2^31", newStream().add(SectionPipe, pipe(3<<3|2, 0x80, 0x80, 0x80, 0x80, 0x08)).end(2, 0), 0,
 			ErrTruncated, 1, SectionPipe, "data: length 2147483648 runs past"},

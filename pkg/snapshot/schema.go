@@ -93,9 +93,42 @@ func (s *schema[T]) label(num uint64) string {
 }
 
 // decodeBytes decodes a record held in b, which starts at stream offset
-// base.
+// base, with a budget of its own.
 func (s *schema[T]) decodeBytes(b []byte, base int64, v *T) error {
-	return s.decode(&decoder{buf: b, base: base}, v)
+	return s.decode(&decoder{buf: b, base: base, budget: newBudget()}, v)
+}
+
+// decodeNested decodes the record nested in fv within fv's budget.
+func (s *schema[T]) decodeNested(fv fieldValue, v *T) error {
+	budget := fv.budget
+	if budget == nil {
+		budget = newBudget()
+	}
+	return s.decode(&decoder{buf: fv.b, base: fv.offset, budget: budget}, v)
+}
+
+// maxDecodedBytes bounds the memory that the list elements of one
+// record may take once decoded. An element can cost 2 bytes of payload,
+// and zstd compresses a run of them to almost nothing, so without this
+// bound a small snapshot could decode into gigabytes. A process at every
+// other limit of the format (262,144 VMAs of 136 bytes, 1,048,576 fds of
+// 16 bytes, 65,536 threads of 408 bytes as Go values) needs about 80 MiB.
+const maxDecodedBytes = 256 << 20
+
+func newBudget() *int64 {
+	b := int64(maxDecodedBytes)
+	return &b
+}
+
+// charge takes n bytes from budget, or fails when it runs out.
+func charge(budget *int64, n int64) error {
+	if budget == nil {
+		return nil
+	}
+	if *budget -= n; *budget < 0 {
+		return errorf(ErrTooLarge, "the record's lists decode to more than %d MiB", maxDecodedBytes>>20)
+	}
+	return nil
 }
 
 // describe lists the fields as the format documentation does: number,
@@ -263,7 +296,7 @@ func optionalField[T, U any](num uint32, name string, at func(*T) **U, s *schema
 		},
 		get: func(fv fieldValue, v *T) error {
 			p := new(U)
-			if err := s.decodeBytes(fv.b, fv.offset, p); err != nil {
+			if err := s.decodeNested(fv, p); err != nil {
 				return err
 			}
 			*at(v) = p
@@ -275,6 +308,7 @@ func optionalField[T, U any](num uint32, name string, at func(*T) **U, s *schema
 // repeatedField is a list of nested records, one field per element, at
 // most limit of them.
 func repeatedField[T, U any](num uint32, name string, at func(*T) *[]U, s *schema[U], limit int) field[T] {
+	size := int64(reflect.TypeFor[U]().Size())
 	return field[T]{
 		num: num, name: name, typ: "repeated " + s.name, wire: wireBytes, repeated: true,
 		put: func(e *encoder, v *T) {
@@ -291,8 +325,11 @@ func repeatedField[T, U any](num uint32, name string, at func(*T) *[]U, s *schem
 			if len(*list) >= limit {
 				return errorf(ErrTooLarge, "more than %d elements", limit)
 			}
+			if err := charge(fv.budget, size); err != nil {
+				return err
+			}
 			var u U
-			if err := s.decodeBytes(fv.b, fv.offset, &u); err != nil {
+			if err := s.decodeNested(fv, &u); err != nil {
 				return inField("["+strconv.Itoa(len(*list))+"]", fv.offset, err)
 			}
 			*list = append(*list, u)
@@ -323,10 +360,14 @@ func packedField[T any, N unsigned](num uint32, name string, at func(*T) *[]N, l
 
 func decodePacked[N unsigned](fv fieldValue, list *[]N, limit int) error {
 	d := decoder{buf: fv.b, base: fv.offset}
+	size := int64(reflect.TypeFor[N]().Size())
 	var out []N
 	for !d.done() {
 		if len(out) >= limit {
 			return errorf(ErrTooLarge, "more than %d elements", limit)
+		}
+		if err := charge(fv.budget, size); err != nil {
+			return err
 		}
 		at := d.offset()
 		x, err := d.uvarint()

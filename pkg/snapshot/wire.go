@@ -78,6 +78,9 @@ type decoder struct {
 	buf  []byte
 	pos  int
 	base int64
+	// budget is shared by a record and the records nested in it: the
+	// bytes of list elements that decoding may still allocate.
+	budget *int64
 }
 
 func (d *decoder) offset() int64 { return d.base + int64(d.pos) }
@@ -103,13 +106,14 @@ type fieldValue struct {
 	u      uint64
 	b      []byte
 	offset int64
+	budget *int64 // the decoder's budget, for nested records and lists
 }
 
 // next reads the next field of the record. On error, fv.num is the
 // field's number, or 0 if the key could not be read, and fv.offset is the
 // key's offset.
 func (d *decoder) next() (fieldValue, error) {
-	fv := fieldValue{offset: d.offset()}
+	fv := fieldValue{offset: d.offset(), budget: d.budget}
 	key, err := d.uvarint()
 	if err != nil {
 		return fv, err
