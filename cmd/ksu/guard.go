@@ -21,6 +21,10 @@ import (
 // guard: ksu started with it set runs as the guard and nothing else.
 const guardEnv = "KSU_RESUME_GUARD"
 
+// guardStoppedEnv carries the pids that a signal had stopped before the
+// freeze, comma-separated, which the guard leaves stopped.
+const guardStoppedEnv = "KSU_RESUME_GUARD_STOPPED"
+
 // guardSpillEnv carries the directory of a file-backed initramfs to the
 // guard, which then gets an O_PATH descriptor of the file as fd 4 and
 // zeroes the file if ksu update dies.
@@ -49,10 +53,14 @@ func init() {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0); err != nil {
 			fmt.Fprintf(os.Stderr, "ksu resume guard: %v; the OOM killer may kill the guard\n", err)
 		}
-		cleanUp := cleanUpSwitch
+		stopped := jobStops{}
+		for _, pid := range parsePIDList(os.Getenv(guardStoppedEnv)) {
+			stopped[pid] = true
+		}
+		cleanUp := func(roots []int) error { return cleanUpSwitch(roots, stopped) }
 		if dir := os.Getenv(guardSpillEnv); dir != "" {
 			spill := os.NewFile(4, dir)
-			cleanUp = func(roots []int) error { return errors.Join(cleanUpSwitch(roots), wipeSpill(spill)) }
+			cleanUp = func(roots []int) error { return errors.Join(cleanUpSwitch(roots, stopped), wipeSpill(spill)) }
 		}
 		os.Exit(runGuard(roots, os.NewFile(3, "resume guard pipe"), cleanUp))
 	}
@@ -64,9 +72,10 @@ type resumeGuard struct {
 	pipe *os.File
 }
 
-// startGuard starts the resume guard for the trees rooted at roots and,
-// if initrd is file-backed, for its file.
-func startGuard(roots []int, initrd *kexec.Initrd) (*resumeGuard, error) {
+// startGuard starts the resume guard for the trees rooted at roots, whose
+// processes in stopped stay stopped, and, if initrd is file-backed, for
+// its file.
+func startGuard(roots []int, stopped jobStops, initrd *kexec.Initrd) (*resumeGuard, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("create resume guard pipe: %w", err)
@@ -89,6 +98,11 @@ func startGuard(roots []int, initrd *kexec.Initrd) (*resumeGuard, error) {
 	for _, pid := range roots {
 		list = append(list, strconv.Itoa(pid))
 	}
+	var stops []string
+	for pid := range stopped {
+		stops = append(stops, strconv.Itoa(pid))
+	}
+	env = append(env, guardStoppedEnv+"="+strings.Join(stops, ","))
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = append(env, guardEnv+"="+strings.Join(list, ","))
 	cmd.Stderr = os.Stderr
@@ -129,12 +143,7 @@ func runGuard(roots string, pipe *os.File, cleanUp func(roots []int) error) int 
 	}
 	exited := fmt.Sprintf("ksu update %s in phase %s, before the kexec, without cleaning up",
 		exitCause(cgroup, kills, oomKills(cgroup)), phase)
-	var pids []int
-	for _, s := range strings.Split(roots, ",") {
-		if pid, err := strconv.Atoi(s); err == nil && pid > 0 {
-			pids = append(pids, pid)
-		}
-	}
+	pids := parsePIDList(roots)
 	if err := cleanUp(pids); err != nil {
 		newSwitchLog().Printf("resume guard: %s; cleanup failed: %v", exited, err)
 		return 1
@@ -145,10 +154,22 @@ func runGuard(roots string, pipe *os.File, cleanUp func(roots []int) error) int 
 }
 
 // cleanUpSwitch thaws the writable block filesystems, unloads the kexec
-// kernel and resumes the trees rooted at roots. It thaws first, because
-// the log may go to a file on a frozen filesystem.
-func cleanUpSwitch(roots []int) error {
-	return errors.Join(thawAll(), unloadIfLoaded(), resumeTrees(roots))
+// kernel and resumes the trees rooted at roots but the processes in
+// stopped. It thaws first, because the log may go to a file on a frozen
+// filesystem.
+func cleanUpSwitch(roots []int, stopped jobStops) error {
+	return errors.Join(thawAll(), unloadIfLoaded(), resumeTrees(roots, stopped))
+}
+
+// parsePIDList returns the positive pids of a comma-separated list.
+func parsePIDList(list string) []int {
+	var pids []int
+	for _, s := range strings.Split(list, ",") {
+		if pid, err := strconv.Atoi(s); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // thawAll thaws every writable block filesystem. Thawing one that is not

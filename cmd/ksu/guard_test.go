@@ -58,7 +58,7 @@ func TestGuardResumesAtEOF(t *testing.T) {
 	var got []int
 	status := runGuard("0,"+strconv.Itoa(pid), r, func(roots []int) error {
 		got = roots
-		return resumeTrees(roots)
+		return resumeTrees(roots, nil)
 	})
 	if status != 0 {
 		t.Errorf("runGuard() = %d, want 0", status)

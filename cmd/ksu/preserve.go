@@ -68,7 +68,7 @@ func listTrees(roots []int) ([]int, error) {
 // snapshot into initrd as a cpio archive in initramfs.SnapshotDir. The
 // processes stay stopped (SIGSTOP) on success; on failure Dump has
 // already let them run on. It logs the freeze and dump markers.
-func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
+func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, stopped jobStops, log *switchLog) error {
 	dir := strings.TrimPrefix(initramfs.SnapshotDir, "/")
 	cw, err := snapshot.NewCPIOWriter(initrd, dir, 0)
 	if err != nil {
@@ -83,37 +83,59 @@ func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, log *switchLog) error {
 		return err
 	}
 	if err := failpoint.Check("dump"); err != nil {
-		return errors.Join(err, resumeTrees(roots))
+		return errors.Join(err, resumeTrees(roots, stopped))
 	}
 	log.Mark(phase.Span{Phase: phase.Freeze, Duration: stats.Freeze}.Marker())
 	log.Mark(phase.Span{Phase: phase.Dump, Duration: stats.Total - stats.Freeze}.Marker())
 	traceDump(stats)
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
-		return errors.Join(fmt.Errorf("read kernel release: %w", err), resumeTrees(roots))
+		return errors.Join(fmt.Errorf("read kernel release: %w", err), resumeTrees(roots, stopped))
 	}
 	hdr, err := cw.Finish(snapshot.ArchiveHeader{KernelRelease: unix.ByteSliceToString(uts.Release[:]), Size: stats.Size})
 	if err == nil {
 		err = failpoint.Check("compress")
 	}
 	if err != nil {
-		return errors.Join(err, resumeTrees(roots))
+		return errors.Join(err, resumeTrees(roots, stopped))
 	}
 	log.Printf("snapshot: %s, %s, %d bytes of memory, %d bytes compressed in %d parts",
 		plural(stats.Processes, "process", "processes"), plural(stats.Threads, "thread", "threads"), stats.Pages, hdr.CompressedSize, hdr.Parts)
 	return nil
 }
 
+// jobStops is the set of processes that a signal had stopped before the
+// freeze, such as a shell's suspended job. After a failed switch they
+// stay stopped.
+type jobStops map[int]bool
+
+// findJobStops returns the processes of the trees rooted at roots that a
+// signal has stopped. Call it before the freeze: a process that the dump
+// traces shows state t whether or not it was stopped before.
+func findJobStops(roots []int) jobStops {
+	pids, _ := listTrees(roots)
+	stopped := jobStops{}
+	for _, pid := range pids {
+		if st, err := procfs.ReadStat(procRoot, pid); err == nil && st.State == 'T' {
+			stopped[pid] = true
+		}
+	}
+	return stopped
+}
+
 // resumeTrees gives back the TCP connections of every process of the
-// trees rooted at roots and sends it SIGCONT: the dump left them stopped,
-// with their connections in repair mode, and after a failed switch they
-// run on.
-func resumeTrees(roots []int) error {
+// trees rooted at roots and sends SIGCONT to each one but those in
+// stopped: the dump left them stopped, with their connections in repair
+// mode, and after a failed switch they run on.
+func resumeTrees(roots []int, stopped jobStops) error {
 	pids, err := listTrees(roots)
 	// Connections first: a process must not run while its sockets are
 	// still in repair mode behind the packet drop.
 	err = errors.Join(err, dump.ReleaseConnections(pids))
 	for _, pid := range pids {
+		if stopped[pid] {
+			continue
+		}
 		if kerr := unix.Kill(pid, unix.SIGCONT); kerr != nil && !errors.Is(kerr, unix.ESRCH) {
 			err = errors.Join(err, fmt.Errorf("resume process %d: %w", pid, kerr))
 		}

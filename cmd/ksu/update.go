@@ -170,7 +170,8 @@ func update(o updateOptions) error {
 	}
 	// From the freeze on, a SIGKILL would leave the processes stopped;
 	// the guard resumes them if this process dies before disarming it.
-	guard, err := startGuard(o.pids, initrd)
+	stopped := findJobStops(o.pids)
+	guard, err := startGuard(o.pids, stopped, initrd)
 	if err != nil {
 		return err
 	}
@@ -181,7 +182,7 @@ func update(o updateOptions) error {
 			return fmt.Errorf("phase freeze and dump, nothing was changed: %w", err)
 		}
 	} else if len(o.pids) > 0 {
-		if err := dumpIntoInitrd(initrd, o.pids, log); err != nil {
+		if err := dumpIntoInitrd(initrd, o.pids, stopped, log); err != nil {
 			return fmt.Errorf("phase freeze and dump, nothing was changed: %w", err)
 		}
 	}
@@ -189,14 +190,14 @@ func update(o updateOptions) error {
 	tl.Begin(phase.Load)
 	guard.enter("load")
 	if err := loadKernel(o, initrd, log); err != nil {
-		return errors.Join(fmt.Errorf("phase load, processes resumed: %w", err), resumeTrees(o.pids))
+		return errors.Join(fmt.Errorf("phase load, processes resumed: %w", err), resumeTrees(o.pids, stopped))
 	}
 	if o.spill != "" {
 		discardInitrd(initrd, log) // the kernel has its copy
 	}
 	if err := failpoint.Check("load"); err != nil {
 		return errors.Join(fmt.Errorf("phase load, kernel unloaded and processes resumed: %w", err),
-			kexec.Unload(), resumeTrees(o.pids))
+			kexec.Unload(), resumeTrees(o.pids, stopped))
 	}
 	load := tl.End()
 	log.Mark(load.Marker())
@@ -209,7 +210,7 @@ func update(o updateOptions) error {
 	}
 
 	guard.enter("sync")
-	return errors.Join(switchKernel(&tl, log), resumeTrees(o.pids))
+	return errors.Join(switchKernel(&tl, log), resumeTrees(o.pids, stopped))
 }
 
 // checkRoot rejects a user other than root.
