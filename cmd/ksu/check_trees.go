@@ -40,7 +40,8 @@ type blocker struct {
 
 // checkTreesDetail checks each tree rooted at roots without stopping any
 // process: its own checks of the roots, kernel threads, zombies and
-// namespaces, then the dump's checks of each process's mappings and fds.
+// namespaces, then the dump's checks of each process's state, tracer,
+// mappings and fds.
 //
 // Limitation: the checks that need the tree frozen (a pipe whose other
 // end is outside the tree, descriptors in flight in a Unix socket's
@@ -122,13 +123,9 @@ func checkProcessDetail(pid int, root bool) []blocker {
 		out = append(out, blocker{PID: pid, Object: "process", Kind: "kernel thread",
 			Reason: "kernel threads belong to the kernel", Hint: "leave kernel threads out of --pid"})
 	}
-	switch {
-	case st.State == 'Z' && root, st.State == 'X':
+	if st.State == 'Z' && root || st.State == 'X' {
 		out = append(out, blocker{PID: pid, Object: "process", Kind: "zombie",
 			Reason: "a zombie cannot be the root of a tree", Hint: "preserve its parent instead"})
-	case st.State == 'T':
-		out = append(out, blocker{PID: pid, Object: "process", Kind: "stopped by a signal",
-			Reason: "not supported yet", Hint: fmt.Sprintf("resume it with kill -CONT %d", pid)})
 	}
 	if root, err := os.Readlink(fmt.Sprintf("%s/%d/root", procRoot, pid)); err == nil && root != "/" {
 		out = append(out, blocker{PID: pid, Object: "root " + root, Kind: "chroot",

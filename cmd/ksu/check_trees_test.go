@@ -49,10 +49,10 @@ func TestCheckTreeNamesFD(t *testing.T) {
 }
 
 func TestAppendNewBlockers(t *testing.T) {
-	a := blocker{PID: 7, Object: "process", Kind: "stopped by a signal", Hint: "kill -CONT 7"}
+	a := blocker{PID: 7, Object: "root /srv", Kind: "chroot", Hint: "run the service without chroot"}
 	b := blocker{PID: 7, Object: "fd 3", Kind: "inotify"}
 
-	got := appendNew([]blocker{a}, blocker{PID: 7, Object: "process", Kind: "stopped by a signal"}, b)
+	got := appendNew([]blocker{a}, blocker{PID: 7, Object: "root /srv", Kind: "chroot"}, b)
 
 	if len(got) != 2 || got[0] != a || got[1] != b {
 		t.Errorf("appendNew() = %+v, want [%+v %+v]", got, a, b)
