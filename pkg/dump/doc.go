@@ -6,6 +6,12 @@
 // threads, memory map and contents, signal state, limits and file
 // descriptors into a snapshot stream (pkg/snapshot).
 //
+// The dump also copies the tmpfs directories and regular files that the
+// processes reach through descriptors, mappings, working directories and
+// bound socket names (except /run/systemd and /run/udev), and lists
+// their paths on disk below /tmp, so that a new kernel can bring them
+// back or protect them from the boot-time cleanup.
+//
 // Some state only the process itself can read, such as signal handlers,
 // the clear_child_tid address and the alternate signal stack. Dump reads
 // it with system calls injected into a stopped thread. Their results go

@@ -13,6 +13,12 @@
 // resumes at once when the whole tree is ready. The stub page is unmapped
 // by the last injected call, so no restored task ever executes it.
 //
+// Before any task exists, restore recreates the tmpfs directories and
+// files that the processes reference from the snapshot's path sections,
+// because a new kernel's tmpfs mounts start empty. A process whose path
+// cannot be recreated loses its tree. Files that exist already, as on
+// the running kernel, are left as they are.
+//
 // The same code runs from "ksu restore" on the running kernel and, later,
 // from ksu-init on a new one. It needs CAP_SYS_ADMIN or
 // CAP_CHECKPOINT_RESTORE (for set_tid and PR_SET_MM) and CAP_SYS_PTRACE.
