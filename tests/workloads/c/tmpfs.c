@@ -11,7 +11,7 @@
  * /tmp, so the check reopens every path by name: each must lead to the
  * file its fd or mapping uses, with the same content, and a client must
  * reach the listener through the socket path. Every path is removed
- * before the workload exits.
+ * before the workload exits, and RUNDIR too once it is empty.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +34,7 @@
 #define SHM_LEN (4 * 4096)
 #define TMP_LEN 5000
 
+static const char *run_base;
 static char run_dir[PATH_MAX], data_path[PATH_MAX + 8], sock_path[PATH_MAX + 8];
 static char shm_path[PATH_MAX], tmp_path[PATH_MAX];
 static int data_fd, tmp_fd, listen_fd;
@@ -67,6 +68,7 @@ static void setup(int argc, char **argv)
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	int shm_fd;
 
+	run_base = run;
 	make_dir(run, 0755);
 	if (snprintf(run_dir, sizeof(run_dir), "%s/%d", run, (int)getpid()) >= (int)sizeof(run_dir) ||
 	    snprintf(data_path, sizeof(data_path), "%s/data", run_dir) >= (int)sizeof(data_path) ||
@@ -215,8 +217,10 @@ static void cleanup(void)
 	unlink(data_path);
 	unlink(shm_path);
 	unlink(tmp_path);
-	if (chdir("/") == 0)
+	if (chdir("/") == 0) {
 		rmdir(run_dir);
+		rmdir(run_base); /* fails while another instance uses it */
+	}
 }
 
 int main(int argc, char **argv)
