@@ -249,42 +249,121 @@ func updateFaults(newKernel string) []updateFault {
 
 // TestIntegrationUpdateFailsafe makes ksu update --pid fail at each phase
 // boundary before the kexec, and by a SIGKILL at four of them, in one
-// guest. Each time the preserved process must run on, not stopped, and
-// pass its self-check. The root must be writable and no kexec kernel may
-// stay loaded.
+// guest. Each update preserves a clock process and redis-server, which
+// holds two TCP connections to clients outside the preserved trees: one
+// from the host through the port forward, one from a guest process over
+// loopback. Each time the preserved processes must run on, not stopped,
+// the clock must pass its self-check, and both connections must carry
+// data both ways with nothing lost. The root must be writable and no
+// kexec kernel may stay loaded.
 func TestIntegrationUpdateFailsafe(t *testing.T) {
 	im := findImages(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	g := bootGuest(t, ctx, im, im.OldRelease)
+	g := bootGuest(t, ctx, im, im.OldRelease, scenario.RedisPort)
 	const clockPath = "/usr/local/bin/ksu-clock"
 	if err := scenario.InstallClock(ctx, g, t.TempDir(), clockPath); err != nil {
 		t.Fatal(err)
 	}
+	peers := startTCPPeers(t, ctx, g)
 	newKernel := "/boot/vmlinuz-" + im.NewRelease
 
 	for i, tt := range updateFaults(newKernel) {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := startClock(t, ctx, g, fmt.Sprintf("failsafe-%d", i), clockPath)
-			testFailedUpdate(t, ctx, g, clock, cmp.Or(tt.kernel, newKernel), tt)
+			defer peers.watch(t, tt.name)(t, ctx, g)
+			testFailedUpdate(t, ctx, g, clock, cmp.Or(tt.kernel, newKernel), tt, peers.server())
 		})
 	}
 
 	// A SIGKILL runs no cleanup in ksu, so its resume guard must do it.
 	// A kill at "freeze" hits the dump with the processes traced. From
-	// "compress" on they are stopped by the dump's SIGSTOP, from "load"
-	// on a kernel is loaded, and at "sync" the root is frozen too.
+	// "compress" on they are stopped by the dump's SIGSTOP, with their
+	// connections in repair mode behind the packet drop, from "load" on
+	// a kernel is loaded, and at "sync" the root is frozen too.
 	for _, point := range []string{"freeze", "compress", "load", "sync"} {
 		t.Run("ksu killed at "+point, func(t *testing.T) {
-			testKilledUpdate(t, ctx, g, clockPath, newKernel, point)
+			defer peers.watch(t, "kill at "+point)(t, ctx, g)
+			testKilledUpdate(t, ctx, g, clockPath, newKernel, point, peers.server())
 		})
 	}
 }
 
-// testFailedUpdate runs ksu update on clock with fault f, checks its
-// error and checks that nothing changed.
-func testFailedUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clock scenario.Preserved, kernel string, f updateFault) {
-	argv := []string{"/usr/sbin/ksu", "update", "--kernel", kernel, "--yes", "--pid", strconv.Itoa(clock.PID)}
+// tcpPeers are the TCP connections to a preserved redis-server from two
+// clients that are not preserved: the host's, through the guest's port
+// forward, and a guest process's, over loopback. A failed update must
+// take the server's ends out of repair mode and lift the packet drop, or
+// the connections stay silent or get reset.
+type tcpPeers struct {
+	redis *scenario.RedisSession
+	local *scenario.LocalClient
+}
+
+// startTCPPeers starts redis-server with a small data set, connects the
+// host client and starts the guest client.
+func startTCPPeers(t *testing.T, ctx context.Context, g *qemu.Guest) *tcpPeers {
+	t.Helper()
+	redis, err := scenario.StartRedisSession(ctx, g, 1000, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { redis.Client.Close() })
+	// A request in flight waits for the failed update, which takes about
+	// 10 s under software emulation. A connection left in repair mode
+	// behind the packet drop never replies, and this bounds the wait.
+	redis.Client.Timeout = 2 * time.Minute
+	const clientPath = "/usr/local/bin/ksu-local-client"
+	if err := scenario.InstallProgram(ctx, g, t.TempDir(), clientPath, scenario.LocalClientSource); err != nil {
+		t.Fatal(err)
+	}
+	local, err := scenario.StartLocalClient(ctx, g, "failsafe-local-client", clientPath, "ksu:local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpPeers{redis: redis, local: local}
+	if err := local.RoundTrip(ctx, g, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("redis-server %d: host client on %v, guest client %d on port %d", redis.Server.PID,
+		redis.Client.LocalAddr(), local.PID, local.Port)
+	return p
+}
+
+// server returns the preserved redis-server as a Preserved, for its pid.
+func (p *tcpPeers) server() scenario.Preserved {
+	return scenario.Preserved{PID: p.redis.Server.PID, Log: p.redis.Server.Log}
+}
+
+// watch writes a marker named name and starts sending PING on the host
+// connection every 200 ms, so that requests are in flight while the
+// update holds the connection. The returned check, to defer until the
+// failed update is over, stops the PINGs and checks both connections.
+func (p *tcpPeers) watch(t *testing.T, name string) func(*testing.T, context.Context, *qemu.Guest) {
+	t.Helper()
+	if err := p.redis.SetMarker(name); err != nil {
+		t.Fatalf("host connection before the update: %v", err)
+	}
+	pings := p.redis.Client.WatchPauses(200 * time.Millisecond)
+	return func(t *testing.T, ctx context.Context, g *qemu.Guest) {
+		t.Helper()
+		stats, err := pings.Stop()
+		if err != nil {
+			t.Fatalf("host connection broke during the failed update, after %d PINGs: %v", stats.Pings, err)
+		}
+		t.Logf("host connection: %d PINGs, longest round trip %v", stats.Pings, stats.MaxPause.Round(time.Millisecond))
+		if err := p.redis.CheckPreserved(ctx, g); err != nil {
+			t.Errorf("host connection after the failed update: %v", err)
+		}
+		if err := p.local.RoundTrip(ctx, g, 30*time.Second); err != nil {
+			t.Errorf("guest connection after the failed update: %v", err)
+		}
+	}
+}
+
+// testFailedUpdate runs ksu update on clock and the trees of others with
+// fault f, checks its error and checks that nothing changed.
+func testFailedUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clock scenario.Preserved, kernel string, f updateFault, others ...scenario.Preserved) {
+	argv := updateArgv(kernel, clock, others)
 	res, err := g.Exec(ctx, qemu.Cmd{Argv: argv, Env: f.env})
 	if err != nil {
 		t.Fatal(err)
@@ -296,14 +375,24 @@ func testFailedUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clock sc
 	if !regexp.MustCompile(f.want).Match(res.Stderr) {
 		t.Errorf("ksu update stderr %q, want a match for %q", res.Stderr, f.want)
 	}
-	checkNothingChanged(t, ctx, g, clock)
+	checkNothingChanged(t, ctx, g, clock, others...)
+}
+
+// updateArgv returns the command line of ksu update to kernel that
+// preserves clock and others.
+func updateArgv(kernel string, clock scenario.Preserved, others []scenario.Preserved) []string {
+	argv := []string{"/usr/sbin/ksu", "update", "--kernel", kernel, "--yes", "--pid", strconv.Itoa(clock.PID)}
+	for _, p := range others {
+		argv = append(argv, "--pid", strconv.Itoa(p.PID))
+	}
+	return argv
 }
 
 // testKilledUpdate pauses ksu update at failpoint point, kills it with
 // SIGKILL and checks that nothing changed.
-func testKilledUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clockPath, kernel, point string) {
+func testKilledUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clockPath, kernel, point string, others ...scenario.Preserved) {
 	clock := startClock(t, ctx, g, "failsafe-kill-"+point, clockPath)
-	argv := []string{"/usr/sbin/ksu", "update", "--kernel", kernel, "--yes", "--pid", strconv.Itoa(clock.PID)}
+	argv := updateArgv(kernel, clock, others)
 	from := g.Mark()
 	p, err := g.SpawnCmd(ctx, qemu.Cmd{Argv: argv, Env: []string{"KSU_FAILPOINT=" + point + ":pause"}})
 	if err != nil {
@@ -351,7 +440,7 @@ func testKilledUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clockPat
 	if want := "in phase " + phase + ", before the kexec"; err == nil && !strings.Contains(guardLine, want) {
 		t.Errorf("guard line %q, want it to contain %q", guardLine, want)
 	}
-	checkNothingChanged(t, ctx, g, clock)
+	checkNothingChanged(t, ctx, g, clock, others...)
 }
 
 // startClock starts the clock program as a preserved workload named name
@@ -368,16 +457,18 @@ func startClock(t *testing.T, ctx context.Context, g *qemu.Guest, name, path str
 	return clock
 }
 
-// checkNothingChanged checks, after a failed ksu update, that clock runs
-// and passes its check, that the root disk is writable and that no kexec
-// kernel is loaded.
-func checkNothingChanged(t *testing.T, ctx context.Context, g *qemu.Guest, clock scenario.Preserved) {
+// checkNothingChanged checks, after a failed ksu update, that clock and
+// others run, that clock passes its check, that the root disk is
+// writable and that no kexec kernel is loaded.
+func checkNothingChanged(t *testing.T, ctx context.Context, g *qemu.Guest, clock scenario.Preserved, others ...scenario.Preserved) {
 	t.Helper()
-	state, err := scenario.WaitNotStopped(ctx, g, clock.PID, 5*time.Second)
-	if err != nil {
-		t.Errorf("after the failed update: %v", err)
-	} else {
-		t.Logf("process %d state after the failed update: %c", clock.PID, state)
+	for _, p := range append([]scenario.Preserved{clock}, others...) {
+		state, err := scenario.WaitNotStopped(ctx, g, p.PID, 5*time.Second)
+		if err != nil {
+			t.Errorf("after the failed update: %v", err)
+		} else {
+			t.Logf("process %d state after the failed update: %c", p.PID, state)
+		}
 	}
 	checkClockAdvances(t, ctx, g, clock)
 	if err := scenario.CheckRootWritable(ctx, g); err != nil {

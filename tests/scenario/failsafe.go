@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -264,3 +265,136 @@ int main(int argc, char **argv)
 	return 0;
 }
 `
+
+// LocalClientSource is a C program that connects to 127.0.0.1:argv[1],
+// a Redis server, and prints "READY PORT" with the local port of its
+// connection. On each SIGUSR1 it sends INCR of the key argv[2] on that
+// connection and prints "reply N" with the integer reply. Any error,
+// a reply other than an integer, or no reply within 60 s prints
+// "FAIL: ..." and exits. It never reconnects, so its replies show that
+// the one connection still carries data both ways.
+const LocalClientSource = `#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t requests;
+static void on_usr1(int sig) { (void)sig; requests++; }
+
+static int fail(const char *what)
+{
+	printf("FAIL: %s: %s\n", what, errno ? strerror(errno) : "unexpected data");
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET};
+	struct timeval timeout = {.tv_sec = 60};
+	socklen_t len = sizeof(addr);
+	char cmd[256], reply[256];
+	sigset_t usr1, old;
+	int fd, done = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc != 3) {
+		fprintf(stderr, "usage: %s PORT KEY\n", argv[0]);
+		return 2;
+	}
+	snprintf(cmd, sizeof(cmd), "*2\r\n$4\r\nINCR\r\n$%zu\r\n%s\r\n", strlen(argv[2]), argv[2]);
+	addr.sin_port = htons(atoi(argv[1]));
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		return fail("connect");
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&addr, &len) < 0)
+		return fail("set up the socket");
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, &old);
+	signal(SIGUSR1, on_usr1);
+	printf("READY %d\n", ntohs(addr.sin_port));
+	for (;;) {
+		while (done == requests)
+			sigsuspend(&old);
+		done++;
+		errno = 0;
+		if (write(fd, cmd, strlen(cmd)) != (ssize_t)strlen(cmd))
+			return fail("send INCR");
+		size_t n = 0;
+		while (n < 3 || memcmp(reply + n - 2, "\r\n", 2) != 0) {
+			ssize_t r = read(fd, reply + n, sizeof(reply) - 1 - n);
+			if (r <= 0 || n + r >= sizeof(reply) - 1) {
+				if (r == 0)
+					errno = ECONNRESET;
+				return fail("read the INCR reply");
+			}
+			n += r;
+		}
+		reply[n - 2] = 0;
+		if (reply[0] != ':') {
+			errno = 0;
+			return fail(reply);
+		}
+		printf("reply %s\n", reply + 1);
+	}
+}
+`
+
+// LocalClient is a LocalClientSource process in the guest, outside the
+// preserved trees.
+type LocalClient struct {
+	Preserved     // the process, though a test does not preserve it
+	Port      int // local port of its connection
+	Replies   int // replies read so far
+}
+
+// StartLocalClient starts the program path, built from
+// LocalClientSource, against RedisPort with the key key, which must not
+// exist yet. The key counts the client's requests.
+func StartLocalClient(ctx context.Context, g *qemu.Guest, name, path, key string) (*LocalClient, error) {
+	p, err := StartWorkload(ctx, g, name, path, strconv.Itoa(RedisPort), key)
+	if err != nil {
+		return nil, err
+	}
+	line, err := p.WaitLog(ctx, g, time.Second, "READY ")
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.Atoi(strings.TrimPrefix(line, "READY "))
+	if err != nil {
+		return nil, fmt.Errorf("parse the local port in %q of process %d: %w", line, p.PID, err)
+	}
+	return &LocalClient{Preserved: p, Port: port}, nil
+}
+
+// RoundTrip makes the client send one INCR and waits at most d for its
+// reply, which must count every request so far: a lost or repeated
+// request, or a broken connection, fails.
+func (c *LocalClient) RoundTrip(ctx context.Context, g *qemu.Guest, d time.Duration) error {
+	res, err := g.Run(ctx, "kill", "-USR1", strconv.Itoa(c.PID))
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("kill -USR1 %d: %s", c.PID, res.Stderr)
+	}
+	want := fmt.Sprintf("reply %d", c.Replies+1)
+	line, err := c.WaitLog(ctx, g, d, want, "FAIL")
+	if err != nil {
+		return fmt.Errorf("local client %d on port %d: %w", c.PID, c.Port, err)
+	}
+	if line != want {
+		return fmt.Errorf("local client %d on port %d: log line %q, want %q", c.PID, c.Port, line, want)
+	}
+	c.Replies++
+	return nil
+}
