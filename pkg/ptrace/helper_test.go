@@ -39,11 +39,12 @@ func TestMain(m *testing.M) {
 
 func runHelper(name string) {
 	helpers := map[string]func() error{
-		"compute": helperCompute,
-		"pselect": helperPselect,
-		"read":    helperRead,
-		"spin":    helperSpin,
-		"tracer":  helperTracer,
+		"compute":     helperCompute,
+		"deathtracer": helperDeathTracer,
+		"pselect":     helperPselect,
+		"read":        helperRead,
+		"spin":        helperSpin,
+		"tracer":      helperTracer,
 	}
 	fn, ok := helpers[name]
 	if !ok {
@@ -196,11 +197,17 @@ type helper struct {
 // by closing its stdin and killing it, by pid, if it still runs.
 func startHelper(t testing.TB, name string, env ...string) *helper {
 	t.Helper()
+	return startHelperTo(t, name, os.Stderr, env...)
+}
+
+// startHelperTo is startHelper with the helper's stderr sent to stderr.
+func startHelperTo(t testing.TB, name string, stderr io.Writer, env ...string) *helper {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// Without asynchronous preemption the Go runtime sends the helper
 	// no SIGURG, so its registers change only when a test wants them to.
 	cmd.Env = append(append(os.Environ(), helperEnv+"="+name, "GODEBUG=asyncpreemptoff=1"), env...)
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
