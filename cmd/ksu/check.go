@@ -39,7 +39,7 @@ func checkFlags(fs *flag.FlagSet) func([]string) error {
 	var o checkOptions
 	var latest bool
 	fs.StringVar(&o.kernel, "kernel", "", "the new kernel's bzImage to check, e.g. /boot/vmlinuz-RELEASE")
-	fs.BoolVar(&latest, "latest", false, "check the newest kernel in /boot other than the running one")
+	fs.BoolVar(&latest, "latest", false, "check the newest kernel in /boot, if it is newer than the running one")
 	fs.StringVar(&o.base, "base", "/usr/lib/ksu/ksu-init.cpio", "the ksu-init base initramfs")
 	fs.StringVar(&o.modulesDir, "modules-dir", "/lib/modules",
 		"where the new kernel's modules are installed, one directory per release")

@@ -8,9 +8,11 @@ import (
 	"strings"
 )
 
-// latestKernel returns the path of the newest kernel dir/vmlinuz-RELEASE
-// other than the running release, newest in Debian version order. It
-// goes by the file names, as Debian's linux-update-symlinks does.
+// latestKernel returns the path of the newest kernel dir/vmlinuz-RELEASE,
+// newest in Debian version order, when it is newer than the running
+// release. It goes by the file names, as Debian's linux-update-symlinks
+// does. When no installed kernel is newer it fails rather than go back to
+// an older one, which is what an update after apt upgrade expects.
 func latestKernel(dir, running string) (string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -26,9 +28,13 @@ func latestKernel(dir, running string) (string, error) {
 			best = release
 		}
 	}
-	if best == "" {
+	switch {
+	case best == "":
 		return "", fmt.Errorf("no kernel in %s other than the running %s: install a linux-image package, "+
 			"or give --kernel", dir, running)
+	case compareVersions(best, running) < 0:
+		return "", fmt.Errorf("no kernel in %s newer than the running %s: install the new linux-image package, "+
+			"or give --kernel %s to switch to the older %s", dir, running, filepath.Join(dir, "vmlinuz-"+best), best)
 	}
 	return filepath.Join(dir, "vmlinuz-"+best), nil
 }
@@ -41,16 +47,7 @@ func kernelFlags(kernel string, latest bool) (string, error) {
 	if !latest {
 		return kernel, nil
 	}
-	running := runningRelease()
-	path, err := latestKernel(bootDir, running)
-	if err != nil {
-		return "", err
-	}
-	if release := strings.TrimPrefix(filepath.Base(path), "vmlinuz-"); compareVersions(release, running) < 0 {
-		fmt.Fprintf(os.Stderr, "ksu: warning: --latest picked %s, which is older than the running %s: no newer kernel is installed\n",
-			release, running)
-	}
-	return path, nil
+	return latestKernel(bootDir, runningRelease())
 }
 
 // compareVersions compares two Debian package versions as

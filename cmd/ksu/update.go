@@ -37,7 +37,7 @@ func updateFlags(fs *flag.FlagSet) func([]string) error {
 	var common commonFlags
 	fs.StringVar(&o.kernel, "kernel", "", "the new kernel's bzImage, e.g. /boot/vmlinuz-RELEASE")
 	fs.BoolVar(&latest, "latest", false,
-		"switch to the newest kernel in /boot other than the running one, in Debian version order")
+		"switch to the newest kernel in /boot, in Debian version order, if it is newer than the running one")
 	fs.BoolVar(&o.dryRun, "dry-run", false,
 		"do everything up to the kexec, check the snapshot, then unload the kernel and go on")
 	fs.StringVar(&o.appendArgs, "append", "", "parameters added to the new kernel's command line")
