@@ -37,10 +37,12 @@ func (l *switchLog) Printf(format string, args ...any) {
 	}
 }
 
-// Mark logs a marker line (see phase.Span.Marker) to both.
+// Mark logs a marker line (see phase.Span.Marker) to the kernel log, and
+// to stderr with --verbose: the markers are for tools that read the
+// console, and the trace shows the same times to a person.
 func (l *switchLog) Mark(marker string) {
 	l.kernel.Mark("%s", marker)
-	if !l.onlyKernel {
+	if !l.onlyKernel && trace != nil {
 		l.stderr.Printf("%s", marker)
 	}
 }
