@@ -13,9 +13,9 @@ import (
 
 // processInfo is the parent, command name and kind of one process.
 type processInfo struct {
-	pid, ppid int
-	comm      string
-	kthread   bool
+	pid, ppid, pgrp int
+	comm            string
+	kthread         bool
 }
 
 // Reasons that --all gives for a process it leaves out by itself.
@@ -26,6 +26,7 @@ const (
 	reasonDaemon       = "one of systemd's own daemons, which the new boot starts again"
 	reasonGetty        = "a login prompt, which the new boot starts again"
 	reasonExcluded     = "excluded by name (--exclude or the config file's exclude)"
+	reasonPipeline     = "in ksu's process group: another command of the pipeline that runs ksu"
 )
 
 // selectAll selects every process except those listed in ownReason,
@@ -44,6 +45,14 @@ func (h host) selectAll(excludes []string) (selected, error) {
 	for _, p := range procs {
 		byPID[p.pid] = p
 		children[p.ppid] = append(children[p.ppid], p.pid)
+	}
+	selfPgrp := byPID[h.self].pgrp
+	for _, p := range procs {
+		if selfPgrp > 1 && p.pgrp == selfPgrp && p.pid != h.self {
+			reasons[p.pid] = reasonPipeline
+			direct = append(direct, p.pid)
+			continue
+		}
 		if r := h.ownReason(p, excludes); r != "" {
 			reasons[p.pid] = r
 			direct = append(direct, p.pid)
@@ -149,7 +158,7 @@ func (h host) listProcesses() ([]processInfo, error) {
 		if err != nil {
 			continue
 		}
-		procs = append(procs, processInfo{pid: pid, ppid: st.PPid, comm: st.Comm, kthread: st.Flags&pfKthread != 0})
+		procs = append(procs, processInfo{pid: pid, ppid: st.PPid, pgrp: st.Pgrp, comm: st.Comm, kthread: st.Flags&pfKthread != 0})
 	}
 	return procs, nil
 }

@@ -18,6 +18,7 @@ type fakeProcess struct {
 	pid, ppid int
 	comm      string
 	kthread   bool
+	pgrp      int // 0 means pid
 }
 
 // writeFakeProc writes a /proc with a stat file per process.
@@ -31,7 +32,11 @@ func writeFakeProc(t *testing.T, procs []fakeProcess) string {
 		}
 		// Fields 4 to 9 are ppid, pgrp, session, tty, tpgid and flags;
 		// the other 44 numeric fields are 0.
-		stat := fmt.Sprintf("%d (%s) S %d %d %d 0 -1 %d%s\n", p.pid, p.comm, p.ppid, p.pid, p.pid, flags,
+		pgrp := p.pgrp
+		if pgrp == 0 {
+			pgrp = p.pid
+		}
+		stat := fmt.Sprintf("%d (%s) S %d %d %d 0 -1 %d%s\n", p.pid, p.comm, p.ppid, pgrp, p.pid, flags,
 			strings.Repeat(" 0", 43))
 		dir := filepath.Join(root, strconv.Itoa(p.pid))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -57,6 +62,7 @@ func TestSelectAll(t *testing.T) {
 		{pid: 201, ppid: 200, comm: "bash"},
 		{pid: 202, ppid: 201, comm: "ksu"},
 		{pid: 203, ppid: 202, comm: "exe"},
+		{pid: 204, ppid: 201, comm: "head", pgrp: 202},
 		{pid: 300, ppid: 1, comm: "nginx"},
 		{pid: 301, ppid: 300, comm: "nginx"},
 		{pid: 400, ppid: 1, comm: "qemu-ga"},
@@ -90,6 +96,7 @@ func TestSelectAll(t *testing.T) {
 		201: "an ancestor of ksu, which cannot freeze itself",
 		202: reasonKSU,
 		203: "a descendant of process 202 (ksu), which is left out",
+		204: reasonPipeline,
 		400: reasonExcluded,
 		401: "a descendant of process 400 (qemu-ga), which is left out",
 		500: ancestorOf(502, "qemu-ga"),
