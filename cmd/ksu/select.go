@@ -46,9 +46,11 @@ too belongs to its parent's tree, and a tree always includes every
 descendant of its root. --all selects every process except kernel
 threads, init, ksu itself, systemd's own daemons (systemd-journald,
 systemd-udevd, systemd-logind, systemd-networkd and the like, and user
-managers), getty and agetty, the processes named with --exclude (by
-comm), and the descendants and ancestors of all of these; check lists
-each with the reason. A selector that matches no process is an error.
+managers), the D-Bus daemon, getty and agetty, the other commands of
+the pipeline that runs ksu (its process group), the processes named
+with --exclude (by comm), and the descendants and ancestors of all of
+these; check lists each with the reason. A selector that matches no
+process is an error.
 `
 
 // selectionFlags are the flag names of a selection, which replace the

@@ -25,6 +25,7 @@ const (
 	reasonKSU          = "ksu itself or its resume guard"
 	reasonDaemon       = "one of systemd's own daemons, which the new boot starts again"
 	reasonGetty        = "a login prompt, which the new boot starts again"
+	reasonBus          = "the system's D-Bus daemon, which the new boot starts again"
 	reasonExcluded     = "excluded by name (--exclude or the config file's exclude)"
 	reasonPipeline     = "in ksu's process group: another command of the pipeline that runs ksu"
 )
@@ -127,6 +128,8 @@ func (h host) ownReason(p processInfo, excludes []string) string {
 		return reasonDaemon
 	case p.comm == "agetty" || p.comm == "getty":
 		return reasonGetty
+	case p.comm == "dbus-daemon" || p.comm == "dbus-broker" || p.comm == "dbus-broker-lau":
+		return reasonBus
 	case slices.Contains(excludes, p.comm):
 		return reasonExcluded
 	}
