@@ -41,13 +41,14 @@ type blocker struct {
 // checkTreesDetail checks each tree rooted at roots without stopping any
 // process: its own checks of the roots, kernel threads, zombies and
 // namespaces, then the dump's checks of each process's state, tracer,
-// mappings and fds.
+// mappings and fds, and last the pipes and Unix sockets whose other end
+// a process outside all the trees holds (checkPeers).
 //
-// Limitation: the checks that need the tree frozen (a pipe whose other
-// end is outside the tree, descriptors in flight in a Unix socket's
-// queue) run only in ksu update, so it can still reject a tree that ksu
-// check accepts. Reading the peers from sock_diag and pipe inodes from
-// /proc would let ksu check find them.
+// Limitation: descriptors in flight (SCM_RIGHTS) in a Unix socket's
+// queue are found only by the dump, with the tree frozen, so ksu update
+// can still reject a tree that ksu check accepts. Peeking at the queues
+// from outside would need a copy of each socket (pidfd_getfd), which
+// the check avoids so that it stays read-only.
 func checkTreesDetail(roots []int) []treeCheck {
 	rootBlockers := checkRootsDetail(roots)
 	var out []treeCheck
@@ -68,8 +69,11 @@ func checkTreesDetail(roots []int) []treeCheck {
 			}
 			t.addMemory()
 		}
-		t.Preservable = len(t.Blockers) == 0
 		out = append(out, t)
+	}
+	addPeerBlockers(out, journalStdout)
+	for i := range out {
+		out[i].Preservable = len(out[i].Blockers) == 0
 	}
 	return out
 }
