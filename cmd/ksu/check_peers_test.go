@@ -145,6 +145,25 @@ func TestCheckPeersSocketpair(t *testing.T) {
 	}
 }
 
+// TestCheckPeersClosedPeer checks a stream socket whose peer was closed:
+// the dump rejects it, because the restore cannot rebuild a connection
+// to no socket.
+func TestCheckPeersClosedPeer(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := os.NewFile(uintptr(fds[1]), "theirs")
+	pid := startHolding(t, nil, theirs)
+	theirs.Close()
+	unix.Close(fds[0])
+
+	got := checkPeers([]int{pid}, journalStdout)
+
+	b := findBlocker(t, got, pid, "fd 3", "unix socket:[")
+	wantContains(t, "reason", b.Reason, "connected to a socket that was closed")
+}
+
 // listen binds a Unix stream listener at a new path and connects a
 // client to it. It returns the path, the client's file and the accepted
 // connection, or nil when accept is false.

@@ -36,7 +36,7 @@ func UnixSockets() (map[uint32]UnixSocket, error) {
 	return out, nil
 }
 
-// diagName spells a sun_path as sock_diag reports it for people: a path
+// diagName formats a sun_path as sock_diag reports it for messages: a path
 // without its trailing NUL, or "@name" for an abstract name.
 func diagName(name []byte) string {
 	if len(name) > 0 && name[0] == 0 {

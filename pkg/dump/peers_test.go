@@ -57,3 +57,29 @@ func TestUnixSocketsPeers(t *testing.T) {
 			a.Ino, got.State, got.Type, tcpEstablished, unix.SOCK_STREAM)
 	}
 }
+
+// TestUnixSocketsClosedPeer checks that a stream socket whose peer was
+// closed stays connected with peer 0, the case Dump rejects as connected
+// to a socket that no dumped process holds.
+func TestUnixSocketsClosedPeer(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	var st unix.Stat_t
+	if err := unix.Fstat(fds[0], &st); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fds[1])
+
+	socks, err := UnixSockets()
+	if err != nil {
+		t.Fatalf("UnixSockets() = %v", err)
+	}
+
+	got := socks[uint32(st.Ino)]
+	if got.Peer != 0 || got.State != tcpEstablished {
+		t.Errorf("UnixSockets()[%d] peer, state = %d, %d, want 0, %d", st.Ino, got.Peer, got.State, tcpEstablished)
+	}
+}
