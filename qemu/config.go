@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -32,7 +33,8 @@ type Config struct {
 	Disk string
 	// Cmdline is the kernel command line. "console=ttyS0" and "panic=-1"
 	// are appended unless it sets console= or panic= itself, so the
-	// console reaches the host and a panic ends QEMU at once.
+	// console reaches the host and a panic ends QEMU at once, and so is
+	// "no_timer_check" (see kernelCmdline).
 	Cmdline string
 	// MemoryMB is the guest RAM in MiB (DefaultMemoryMB if zero).
 	MemoryMB int
@@ -96,8 +98,11 @@ func (c Config) validate() error {
 	return nil
 }
 
-// kernelCmdline appends console=ttyS0 and panic=-1 to cmdline unless it
-// already sets them.
+// kernelCmdline appends console=ttyS0, panic=-1 and no_timer_check to
+// cmdline unless it already has them. no_timer_check skips the kernel's
+// check that the IO-APIC timer ticks during early boot: under software
+// emulation on a busy host the check can miss its window, and the kernel
+// then panics with "IO-APIC + timer doesn't work!".
 func kernelCmdline(cmdline string) string {
 	params := strings.Fields(cmdline)
 	has := func(key string) bool {
@@ -113,6 +118,9 @@ func kernelCmdline(cmdline string) string {
 	}
 	if !has("panic") {
 		params = append(params, "panic=-1")
+	}
+	if !slices.Contains(params, "no_timer_check") {
+		params = append(params, "no_timer_check")
 	}
 	return strings.Join(params, " ")
 }

@@ -24,11 +24,11 @@ func TestKernelCmdline(t *testing.T) {
 	for _, tt := range []struct {
 		in, want string
 	}{
-		{"", "console=ttyS0 panic=-1"},
-		{"root=/dev/vda rw", "root=/dev/vda rw console=ttyS0 panic=-1"},
-		{"console=hvc0 panic=10", "console=hvc0 panic=10"},
-		{"  quiet   console=ttyS1 ", "quiet console=ttyS1 panic=-1"},
-		{"myconsole=x", "myconsole=x console=ttyS0 panic=-1"},
+		{"", "console=ttyS0 panic=-1 no_timer_check"},
+		{"root=/dev/vda rw", "root=/dev/vda rw console=ttyS0 panic=-1 no_timer_check"},
+		{"console=hvc0 panic=10 no_timer_check", "console=hvc0 panic=10 no_timer_check"},
+		{"  quiet   console=ttyS1 ", "quiet console=ttyS1 panic=-1 no_timer_check"},
+		{"myconsole=x", "myconsole=x console=ttyS0 panic=-1 no_timer_check"},
 	} {
 		if got := kernelCmdline(tt.in); got != tt.want {
 			t.Errorf("kernelCmdline(%q) = %q, want %q", tt.in, got, tt.want)
@@ -46,7 +46,7 @@ func TestArgs(t *testing.T) {
 	want := []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-m", "2048", "-smp", "2",
-		"-kernel", "/k", "-append", "root=/dev/vda console=ttyS0 panic=-1",
+		"-kernel", "/k", "-append", "root=/dev/vda console=ttyS0 panic=-1 no_timer_check",
 		"-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
 		"-device", "virtio-serial-pci,id=vser0",
 		"-chardev", "socket,id=agent,path=/w/agent.sock,server=on,wait=off",
