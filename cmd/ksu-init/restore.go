@@ -46,6 +46,9 @@ type report struct {
 	// Rollback is set on the old kernel after ksu-init rolled back to it
 	// from a kernel where the restore failed.
 	Rollback *rollbackNote `json:"rollback,omitempty"`
+	// Units are the systemd services that are not started on this boot
+	// because restored processes run in their cgroups (units.go).
+	Units []heldUnit `json:"units,omitempty"`
 }
 
 // failure is a set of processes that were not restored, and why. Root
@@ -119,6 +122,7 @@ func (b *boot) restored(rep report, res restoreResult, start time.Time) report {
 	rep.Pause = res.ResumedAt.Sub(res.SnapshotAt)
 	rep.Threads, rep.PageBytes = res.Threads, res.Pages
 	rep.Tmpfs = res.Tmpfs
+	rep.Units = holdUnits(b.log, initramfs.NewRootDir, rep.Restored)
 	b.log.Printf("restored processes %s; pause since the snapshot %v", joinPIDs(rep.Restored), rep.Pause.Round(time.Millisecond))
 	return rep
 }

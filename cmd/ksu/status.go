@@ -39,6 +39,18 @@ type updateReport struct {
 	// Rollback is set when the restore failed on the new kernel and
 	// ksu-init went back to this one with the same snapshot.
 	Rollback *rollback `json:"rollback,omitempty"`
+	// Units are the systemd services that ksu-init kept systemd from
+	// starting on this boot, because restored processes run in their
+	// cgroups.
+	Units []heldUnit `json:"units,omitempty"`
+}
+
+// heldUnit is a systemd service that systemd skips starting while its
+// marker file exists.
+type heldUnit struct {
+	Name   string  `json:"name"`
+	PIDs   []int32 `json:"pids"`
+	Marker string  `json:"marker"`
 }
 
 // rollback is ksu-init's record of a return to the old kernel.
@@ -231,6 +243,12 @@ func printStatus(w io.Writer, res statusResult, asJSON bool) error {
 		plural(r.Threads, "thread", "threads"), formatBytes(r.PageBytes))
 	for _, f := range r.Failures {
 		fmt.Fprintf(w, "not restored: %s: %s\n", formatPIDs(f.PIDs), f.Reason)
+	}
+	for _, u := range r.Units {
+		fmt.Fprintf(w, "held from systemd: %s, restored processes %s run in its cgroup and systemd did not start it\n",
+			u.Name, formatPIDs(u.PIDs))
+		fmt.Fprintf(w, "  to hand it back: stop processes %s, rm %s, systemctl start %s\n",
+			formatPIDs(u.PIDs), u.Marker, u.Name)
 	}
 	if rb := r.Rollback; rb != nil {
 		fmt.Fprintf(w, "rolled back from kernel %s: %s\n", rb.FromKernel, rb.Reason)
