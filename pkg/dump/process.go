@@ -53,10 +53,23 @@ func collect(t *ptrace.Tracer, pids []int, exit Exit) ([]*process, error) {
 	if err := files.linkUnix(); err != nil {
 		return nil, err
 	}
+	files.running = runningPIDs(procs)
 	if err := files.readSocketQueues(exit); err != nil {
 		return nil, err
 	}
 	return procs, nil
+}
+
+// runningPIDs returns the pids of procs that no job-control signal
+// stopped before the dump.
+func runningPIDs(procs []*process) []int {
+	var pids []int
+	for _, p := range procs {
+		if p.proc.State != snapshot.StateStopped {
+			pids = append(pids, p.pid)
+		}
+	}
+	return pids
 }
 
 // check lists every object of pid that the snapshot cannot hold.
