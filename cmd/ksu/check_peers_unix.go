@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -126,13 +127,20 @@ func boundSuffix(name string) string {
 	return " bound to " + name
 }
 
-// nameHolders adds to each blocker's reason the first process outside
-// pids that holds its peer, from one bounded scan of /proc.
+// maxHoldersNamed bounds the processes named as holders of one peer.
+// systemd keeps a copy of each journald stream in its file descriptor
+// store, so a peer often has two holders and the first in /proc order
+// is PID 1.
+const maxHoldersNamed = 3
+
+// nameHolders adds to each blocker's reason up to maxHoldersNamed
+// processes outside pids that hold its peer, from one bounded scan of
+// /proc.
 func nameHolders(found []peerBlocker, pids []int) {
-	want := map[string][]*peerBlocker{}
-	for i := range found {
-		if found[i].peer != "" {
-			want[found[i].peer] = append(want[found[i].peer], &found[i])
+	holders := map[string][]string{}
+	for _, f := range found {
+		if f.peer != "" {
+			holders[f.peer] = nil
 		}
 	}
 	skip := map[int]bool{}
@@ -146,40 +154,64 @@ func nameHolders(found []peerBlocker, pids []int) {
 	budget := maxHolderScanFDs
 	for _, e := range procs {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || skip[pid] || len(want) == 0 || budget <= 0 {
+		if err != nil || skip[pid] || budget <= 0 {
 			continue
 		}
-		budget -= nameHoldersOf(pid, want)
+		budget -= nameHoldersOf(pid, found, holders)
+	}
+	for i, f := range found {
+		if len(holders[f.peer]) > 0 {
+			found[i].Reason += " by " + strings.Join(holders[f.peer], " and ")
+		}
 	}
 }
 
-// nameHoldersOf names pid as the holder of each wanted peer it holds,
-// and removes the peers it names from want. It returns the number of
-// descriptors it read.
-func nameHoldersOf(pid int, want map[string][]*peerBlocker) int {
+// nameHoldersOf adds pid to holders, once per peer, for each peer of
+// found that pid holds: a socket, or a pipe end that the blocker lacks.
+// It returns the number of descriptors it read.
+func nameHoldersOf(pid int, found []peerBlocker, holders map[string][]string) int {
 	fds, err := procfs.FDs(procRoot, pid)
 	if err != nil {
 		return 0
 	}
-	comm := "?"
-	if st, err := procfs.ReadStat(procRoot, pid); err == nil {
-		comm = st.Comm
-	}
+	named := map[string]bool{}
 	for _, fd := range fds {
 		link, err := os.Readlink(fmt.Sprintf("%s/%d/fd/%d", procRoot, pid, fd))
-		if err != nil || want[link] == nil {
+		if err != nil {
 			continue
 		}
-		if ends := want[link][0].ends; ends != 0 {
-			info, err := procfs.ReadFDInfo(procRoot, pid, fd)
-			if err != nil || pipeEnds(info.Flags)&ends == 0 {
-				continue
-			}
+		names, wanted := holders[link]
+		if !wanted || named[link] || len(names) >= maxHoldersNamed || !holdsEnd(pid, fd, link, found) {
+			continue
 		}
-		for _, b := range want[link] {
-			b.Reason += fmt.Sprintf(": process %d (%s) holds it as fd %d", pid, comm, fd)
-		}
-		delete(want, link)
+		named[link] = true
+		holders[link] = append(holders[link], fmt.Sprintf("process %d (%s) as fd %d", pid, readComm(pid), fd))
 	}
 	return len(fds)
+}
+
+// holdsEnd reports whether descriptor fd of pid, whose link is link, is
+// the peer of a blocker in found: the socket itself, or a pipe end that
+// the blocker lacks.
+func holdsEnd(pid, fd int, link string, found []peerBlocker) bool {
+	for _, f := range found {
+		if f.peer != link {
+			continue
+		}
+		if f.ends == 0 {
+			return true
+		}
+		info, err := procfs.ReadFDInfo(procRoot, pid, fd)
+		return err == nil && pipeEnds(info.Flags)&f.ends != 0
+	}
+	return false
+}
+
+// readComm returns the command name of pid, or "?" once it has exited.
+func readComm(pid int) string {
+	st, err := procfs.ReadStat(procRoot, pid)
+	if err != nil {
+		return "?"
+	}
+	return st.Comm
 }
