@@ -127,10 +127,10 @@ func boundSuffix(name string) string {
 	return " bound to " + name
 }
 
-// maxHoldersNamed bounds the processes named as holders of one peer.
-// systemd keeps a copy of each journald stream in its file descriptor
-// store, so a peer often has two holders and the first in /proc order
-// is PID 1.
+// maxHoldersNamed bounds the processes named as holders of one peer. A
+// peer often has several: journald puts each stdout stream into
+// systemd's file descriptor store (seen with Debian bookworm's systemd
+// 252), so PID 1 holds the stream too and comes first in /proc order.
 const maxHoldersNamed = 3
 
 // nameHolders adds to each blocker's reason up to maxHoldersNamed
