@@ -53,15 +53,24 @@ func (t *Tracer) SetSyscallSite(pid int, addr uintptr) error {
 // restart state (nanosleep, poll) replaces the restart state of a call
 // the thread was stopped in.
 //
-// Limitation: if the tracer dies while the call runs, the kernel
-// detaches the thread and lets it run from the injected registers. It
-// finishes the call, then executes whatever follows the syscall
-// instruction with wrong registers (and, on the patching path, with the
-// two patched bytes still in place), which typically crashes the
-// process. Between calls the thread is in an interrupt-stop with its own
-// registers, so a tracer death there is harmless. A watchdog process
-// that keeps the saved registers and bytes and puts them back would
-// close the window during the call.
+// Limitation: a tracer death during the call is not survivable. The
+// kernel detaches the thread and wakes it. Unless something else holds
+// it, the thread runs on from the injected registers (and, on the
+// patching path, over the two patched bytes) and typically crashes.
+// After the single-step, the trap flag also stays set and raises
+// SIGTRAP one instruction later. A group-stop in effect, a pending
+// SIGSTOP or a frozen cgroup v2 would hold every such thread in the
+// kernel instead, and a second tracer could put the registers back
+// (detaching clears the trap flag). But a single-step SIGTRAP stop that
+// the tracer has not yet collected with wait still delivers SIGTRAP,
+// which kills the process. TestIntegrationTracerDeathStates measures
+// each case. Closing the window needs three changes. The tree must be
+// group-stopped during the dump, since a frozen cgroup also blocks the
+// injected call. The call must run with PTRACE_SYSCALL under
+// PTRACE_O_TRACESYSGOOD instead of a single-step. A watchdog must get
+// the saved registers and bytes before each call and put them back.
+// Between calls the thread is in an interrupt-stop with its own
+// registers, so a tracer death there is harmless.
 func (t *Tracer) Syscall(tid int, nr uintptr, args ...uintptr) (uintptr, error) {
 	if len(args) > 6 {
 		return 0, fmt.Errorf("inject %s into thread %d: %d arguments, want at most 6", SyscallName(nr), tid, len(args))
@@ -105,8 +114,9 @@ func (t *Tracer) inject(th *thread, nr uintptr, args []uintptr) (uintptr, error)
 		}
 		if res.done {
 			// Leave the single-step SIGTRAP stop for an
-			// interrupt-stop: if the tracer died in the former, the
-			// kernel would deliver the SIGTRAP and kill the thread.
+			// interrupt-stop. The PTRACE_CONT on the way clears
+			// the trap flag, which a tracer death would leave set
+			// to raise SIGTRAP one instruction later.
 			return res.ret, t.resumeAgain(th)
 		}
 		if res.deliver == 0 {
