@@ -348,16 +348,38 @@ func (p *tcpPeers) watch(t *testing.T, name string) func(*testing.T, context.Con
 		t.Helper()
 		stats, err := pings.Stop()
 		if err != nil {
-			t.Fatalf("host connection broke during the failed update, after %d PINGs: %v", stats.Pings, err)
+			t.Errorf("host connection broke during the failed update, after %d PINGs: %v", stats.Pings, err)
+		} else {
+			t.Logf("host connection: %d PINGs, longest round trip %v", stats.Pings, stats.MaxPause.Round(time.Millisecond))
 		}
-		t.Logf("host connection: %d PINGs, longest round trip %v", stats.Pings, stats.MaxPause.Round(time.Millisecond))
 		if err := p.redis.CheckPreserved(ctx, g); err != nil {
 			t.Errorf("host connection after the failed update: %v", err)
 		}
 		if err := p.local.RoundTrip(ctx, g, 30*time.Second); err != nil {
 			t.Errorf("guest connection after the failed update: %v", err)
 		}
+		if t.Failed() {
+			logRedisSockets(t, ctx, g)
+		}
 	}
+}
+
+// logRedisSockets logs the guest's TCP sockets on RedisPort with their
+// timers and internal state, to show why a connection is silent.
+func logRedisSockets(t *testing.T, ctx context.Context, g *qemu.Guest) {
+	t.Helper()
+	out, err := g.Output(ctx, "ss", "-tnieo", "state", "all", "( sport = :"+strconv.Itoa(scenario.RedisPort)+" )")
+	if err != nil {
+		t.Logf("list the guest's sockets on port %d: %v", scenario.RedisPort, err)
+		return
+	}
+	t.Logf("guest sockets on port %d:\n%s", scenario.RedisPort, out)
+	out, err = g.Output(ctx, "sh", "-c", "nstat -az | grep -Ei 'abort|reset|rst'; dmesg | tail -n 30")
+	if err != nil {
+		t.Logf("read the guest's TCP counters and kernel log: %v", err)
+		return
+	}
+	t.Logf("guest TCP abort and reset counters, and the end of the kernel log:\n%s", out)
 }
 
 // testFailedUpdate runs ksu update on clock and the trees of others with

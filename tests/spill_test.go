@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,46 +27,55 @@ const spillCgroup = "/sys/fs/cgroup/ksu-spill-test"
 // --spill on a large tmpfs, an update with --spill on a tmpfs too small
 // for the snapshot, one killed by SIGKILL with the snapshot in its spill
 // file, and two whose cgroup's memory.max is too low for the snapshot.
-// Each failure must name the phase and the cause, in ksu's error or in
-// the resume guard's log line, leave no file behind, and let the
-// process run on and pass its self-check.
+// Each update preserves redis-server too, with a TCP connection from the
+// host and one from a guest process (tcpPeers). Each failure must name
+// the phase and the cause, in ksu's error or in the resume guard's log
+// line, leave no file behind, let the process run on and pass its
+// self-check, and leave both connections working.
 func TestIntegrationUpdateSpill(t *testing.T) {
 	im := findImages(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	g := bootGuest(t, ctx, im, im.OldRelease)
+	g := bootGuest(t, ctx, im, im.OldRelease, scenario.RedisPort)
 	const ballastPath = "/usr/local/bin/ksu-ballast"
 	if err := scenario.InstallProgram(ctx, g, t.TempDir(), ballastPath, scenario.BallastSource); err != nil {
 		t.Fatal(err)
 	}
 	guestRun(t, ctx, g, "mkdir -p "+spillCgroup)
 	kernel := "/boot/vmlinuz-" + im.NewRelease
+	peers := startTCPPeers(t, ctx, g)
+	server := peers.server()
 
 	// The dry run measures the initramfs without the snapshot and the
 	// memory ksu's cgroup needs, which size the faults.
 	var baseKiB, limit int64
 	t.Run("dry run", func(t *testing.T) {
+		defer peers.watch(t, "dry run")(t, ctx, g)
 		ballast := startBallast(t, ctx, g, "spill-dry", ballastPath)
-		baseKiB, limit = testSpillDryRun(t, ctx, g, ballast, kernel)
+		baseKiB, limit = testSpillDryRun(t, ctx, g, ballast, server, kernel)
 	})
 	if baseKiB == 0 || limit <= 0 {
 		t.Fatalf("the dry run measured initramfs size %d KiB and memory limit %d bytes, want both positive", baseKiB, limit)
 	}
 	t.Run("full disk", func(t *testing.T) {
+		defer peers.watch(t, "full disk")(t, ctx, g)
 		ballast := startBallast(t, ctx, g, "spill-full", ballastPath)
-		testSpillFull(t, ctx, g, ballast, kernel, baseKiB<<10+ballastMiB<<19)
+		testSpillFull(t, ctx, g, ballast, server, kernel, baseKiB<<10+ballastMiB<<19)
 	})
 	t.Run("killed with spill", func(t *testing.T) {
+		defer peers.watch(t, "killed with spill")(t, ctx, g)
 		ballast := startBallast(t, ctx, g, "spill-kill", ballastPath)
-		testSpillKilled(t, ctx, g, ballast, kernel)
+		testSpillKilled(t, ctx, g, ballast, server, kernel)
 	})
 	t.Run("out of memory", func(t *testing.T) {
+		defer peers.watch(t, "out of memory")(t, ctx, g)
 		ballast := startBallast(t, ctx, g, "spill-oom", ballastPath)
-		testUpdateOOM(t, ctx, g, ballast, kernel, limit, false)
+		testUpdateOOM(t, ctx, g, ballast, server, kernel, limit, false)
 	})
 	t.Run("out of memory, exempt from OOM killer", func(t *testing.T) {
+		defer peers.watch(t, "out of memory, exempt from OOM killer")(t, ctx, g)
 		ballast := startBallast(t, ctx, g, "spill-enomem", ballastPath)
-		testUpdateOOM(t, ctx, g, ballast, kernel, limit, true)
+		testUpdateOOM(t, ctx, g, ballast, server, kernel, limit, true)
 	})
 }
 
@@ -81,12 +91,12 @@ func TestIntegrationUpdateSpill(t *testing.T) {
 // needs the peak less a snapshot and the page cache, which the kernel
 // reclaims. So the limit is the peak less a snapshot and a half and
 // less the page cache.
-func testSpillDryRun(t *testing.T, ctx context.Context, g *qemu.Guest, ballast scenario.Preserved, kernel string) (baseKiB, limit int64) {
+func testSpillDryRun(t *testing.T, ctx context.Context, g *qemu.Guest, ballast, server scenario.Preserved, kernel string) (baseKiB, limit int64) {
 	const dir = "/run/ksu-spill-large"
 	mountTmpfs(t, ctx, g, dir, 512<<20)
 	guestRun(t, ctx, g, "echo max > "+spillCgroup+"/memory.max")
 	res := updateInCgroup(t, ctx, g, nil, "--kernel", kernel, "--yes", "--dry-run", "--spill", dir,
-		"--pid", strconv.Itoa(ballast.PID))
+		"--pid", strconv.Itoa(ballast.PID), "--pid", strconv.Itoa(server.PID))
 	if res.ExitCode != 0 {
 		t.Fatalf("ksu update --dry-run --spill: exit %d, stderr: %s", res.ExitCode, res.Stderr)
 	}
@@ -105,16 +115,17 @@ func testSpillDryRun(t *testing.T, ctx context.Context, g *qemu.Guest, ballast s
 	t.Logf("initramfs without the snapshot: %d KiB; ksu's cgroup: peak %d KiB, page cache %d KiB, memory.max for the OOM cases %d KiB",
 		baseKiB, peak>>10, cache>>10, limit>>10)
 	checkSpillDirEmpty(t, ctx, g, dir)
-	checkNothingChanged(t, ctx, g, ballast)
+	checkNothingChanged(t, ctx, g, ballast, server)
 	return baseKiB, limit
 }
 
 // testSpillFull runs ksu update --spill on a tmpfs of size bytes, which
 // holds the initramfs but not the snapshot.
-func testSpillFull(t *testing.T, ctx context.Context, g *qemu.Guest, ballast scenario.Preserved, kernel string, size int64) {
+func testSpillFull(t *testing.T, ctx context.Context, g *qemu.Guest, ballast, server scenario.Preserved, kernel string, size int64) {
 	const dir = "/run/ksu-spill-small"
 	mountTmpfs(t, ctx, g, dir, size)
-	res := updateInCgroup(t, ctx, g, nil, "--kernel", kernel, "--yes", "--spill", dir, "--pid", strconv.Itoa(ballast.PID))
+	res := updateInCgroup(t, ctx, g, nil, "--kernel", kernel, "--yes", "--spill", dir,
+		"--pid", strconv.Itoa(ballast.PID), "--pid", strconv.Itoa(server.PID))
 	t.Logf("tmpfs of %d KiB: ksu update exit %d, stderr: %s", size>>10, res.ExitCode, bytes.TrimSpace(res.Stderr))
 	if res.ExitCode != 1 {
 		t.Errorf("ksu update --spill on a full disk: exit %d, want 1", res.ExitCode)
@@ -124,18 +135,19 @@ func testSpillFull(t *testing.T, ctx context.Context, g *qemu.Guest, ballast sce
 		t.Errorf("ksu update stderr %q, want a match for %q", res.Stderr, want)
 	}
 	checkSpillDirEmpty(t, ctx, g, dir)
-	checkNothingChanged(t, ctx, g, ballast)
+	checkNothingChanged(t, ctx, g, ballast, server)
 }
 
 // testSpillKilled pauses ksu update --spill at the failpoint "compress",
 // with the whole snapshot in the file, and kills it with SIGKILL. The
 // guard must zero the file and resume the process, and the kernel must
 // free the file when the guard exits.
-func testSpillKilled(t *testing.T, ctx context.Context, g *qemu.Guest, ballast scenario.Preserved, kernel string) {
+func testSpillKilled(t *testing.T, ctx context.Context, g *qemu.Guest, ballast, server scenario.Preserved, kernel string) {
 	const dir = "/run/ksu-spill-kill"
 	mountTmpfs(t, ctx, g, dir, 512<<20)
 	guestRun(t, ctx, g, "echo max > "+spillCgroup+"/memory.max")
-	argv := []string{"/usr/sbin/ksu", "update", "--kernel", kernel, "--yes", "--spill", dir, "--pid", strconv.Itoa(ballast.PID)}
+	argv := updateArgv(kernel, ballast, []scenario.Preserved{server})
+	argv = append(argv, "--spill", dir)
 	from := g.Mark()
 	p, err := g.SpawnCmd(ctx, qemu.Cmd{Argv: argv, Env: []string{"KSU_FAILPOINT=compress:pause"}})
 	if err != nil {
@@ -161,7 +173,7 @@ func testSpillKilled(t *testing.T, ctx context.Context, g *qemu.Guest, ballast s
 		}
 	}
 	checkSpillDirEmpty(t, ctx, g, dir)
-	checkNothingChanged(t, ctx, g, ballast)
+	checkNothingChanged(t, ctx, g, ballast, server)
 }
 
 // testUpdateOOM runs ksu update, without --spill, in a cgroup whose
@@ -171,7 +183,7 @@ func testSpillKilled(t *testing.T, ctx context.Context, g *qemu.Guest, ballast s
 // phase and the cause. With exempt, ksu runs with oom_score_adj -1000,
 // which the guard has too: the OOM killer finds no process to kill, and
 // on Linux 6.1 the write fails with ENOMEM, which ksu must report.
-func testUpdateOOM(t *testing.T, ctx context.Context, g *qemu.Guest, ballast scenario.Preserved, kernel string, limit int64, exempt bool) {
+func testUpdateOOM(t *testing.T, ctx context.Context, g *qemu.Guest, ballast, server scenario.Preserved, kernel string, limit int64, exempt bool) {
 	guestRun(t, ctx, g, fmt.Sprintf("echo %d > %s/memory.max", limit, spillCgroup))
 	guestRun(t, ctx, g, "echo 0 > "+spillCgroup+"/memory.swap.max")
 	kills := guestOOMKills(t, ctx, g)
@@ -180,7 +192,8 @@ func testUpdateOOM(t *testing.T, ctx context.Context, g *qemu.Guest, ballast sce
 	if exempt {
 		env = []string{"KSU_TEST_OOM_SCORE_ADJ=-1000"}
 	}
-	res := updateInCgroup(t, ctx, g, env, "--kernel", kernel, "--yes", "--pid", strconv.Itoa(ballast.PID))
+	res := updateInCgroup(t, ctx, g, env, "--kernel", kernel, "--yes",
+		"--pid", strconv.Itoa(ballast.PID), "--pid", strconv.Itoa(server.PID))
 	killed := guestOOMKills(t, ctx, g) - kills
 	t.Logf("memory.max %d KiB: ksu update exit %d, %d OOM kills, stderr: %s",
 		limit>>10, res.ExitCode, killed, bytes.TrimSpace(res.Stderr))
@@ -202,10 +215,13 @@ func testUpdateOOM(t *testing.T, ctx context.Context, g *qemu.Guest, ballast sce
 		if killed != 1 {
 			t.Errorf("the OOM killer killed %d processes of %s, want 1", killed, spillCgroup)
 		}
+		// The guard lists the roots in ascending order.
+		roots := []int{ballast.PID, server.PID}
+		slices.Sort(roots)
 		want := regexp.MustCompile(`resume guard: ksu update was killed, most likely by the OOM killer ` +
 			`\(oom_kill in ` + spillCgroup + `/memory.events went from \d+ to \d+\) in phase freeze and dump, ` +
 			`before the kexec, without cleaning up; thawed filesystems, unloaded any kexec kernel, resumed ` +
-			`the trees of processes \[` + strconv.Itoa(ballast.PID) + `\]`)
+			`the trees of processes ` + regexp.QuoteMeta(fmt.Sprint(roots)))
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if line, err := g.WaitConsoleFrom(wctx, from, want); err != nil {
@@ -214,7 +230,7 @@ func testUpdateOOM(t *testing.T, ctx context.Context, g *qemu.Guest, ballast sce
 			t.Logf("console: %s", line.Text)
 		}
 	}
-	checkNothingChanged(t, ctx, g, ballast)
+	checkNothingChanged(t, ctx, g, ballast, server)
 }
 
 // updateInCgroup runs ksu update with args in spillCgroup.
