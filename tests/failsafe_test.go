@@ -308,9 +308,10 @@ func startTCPPeers(t *testing.T, ctx context.Context, g *qemu.Guest) *tcpPeers {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { redis.Client.Close() })
-	// A request in flight waits for the failed update, which takes about
-	// 10 s under software emulation. A connection left in repair mode
-	// behind the packet drop never replies, and this bounds the wait.
+	// A request in flight waits out the failed update: up to 25 s in
+	// runs under software emulation on a busy 2-core host. A connection
+	// left in repair mode behind the packet drop never replies, and this
+	// bounds the wait.
 	redis.Client.Timeout = 2 * time.Minute
 	const clientPath = "/usr/local/bin/ksu-local-client"
 	if err := scenario.InstallProgram(ctx, g, t.TempDir(), clientPath, scenario.LocalClientSource); err != nil {
