@@ -17,9 +17,9 @@ const UnitRedisPort = 6380
 
 // RedisUnit returns an enabled service that runs redis-server on
 // UnitRedisPort without persistence, so that its memory is the only copy
-// of the data, and restarts it whenever it exits. DEBUG POPULATE works
-// from the guest itself. Its output goes to a
-// file: the dump rejects a journal stream on stdout.
+// of the data, and restarts it whenever it exits. Its output goes to a
+// file, because the dump rejects a journal stream on stdout. DEBUG
+// POPULATE is allowed from the guest itself.
 func RedisUnit(logFile string) string {
 	return `[Unit]
 Description=redis-server on port ` + strconv.Itoa(UnitRedisPort) + ` for the ksu unit test
@@ -55,7 +55,7 @@ func InstallUnit(ctx context.Context, g *qemu.Guest, name, content string) error
 	return nil
 }
 
-// UnitProperties returns the properties names of unit name, as systemctl
+// UnitProperties returns the named properties of unit name, as systemctl
 // show prints them.
 func UnitProperties(ctx context.Context, g *qemu.Guest, name string, names ...string) (map[string]string, error) {
 	argv := []string{"systemctl", "show", name}
@@ -86,7 +86,7 @@ func RedisCLI(ctx context.Context, g *qemu.Guest, port int, args ...string) (str
 	return strings.TrimSpace(string(out)), nil
 }
 
-// WaitRedisPort waits until a redis-server answers PING on port in the
+// WaitRedisPort waits until a redis-server replies to PING on port in the
 // guest, at most 60 s.
 func WaitRedisPort(ctx context.Context, g *qemu.Guest, port int) error {
 	// Poll every 100 ms, at most 600 times.
@@ -136,7 +136,7 @@ func ReadHeldUnits(ctx context.Context, g *qemu.Guest) ([]HeldUnit, error) {
 // failed).
 func WaitBootSettled(ctx context.Context, g *qemu.Guest) (string, error) {
 	// is-system-running exits non-zero for any state but running, so
-	// its output is the result; timeout bounds the wait.
+	// its output is the result, and timeout bounds the wait.
 	out, err := g.Output(ctx, "sh", "-c", "timeout 180 systemctl is-system-running --wait; true")
 	state := strings.TrimSpace(string(out))
 	if err != nil {
