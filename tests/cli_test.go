@@ -15,7 +15,8 @@ import (
 )
 
 // TestCLI runs the operator's commands in one guest: ksu check names an
-// object that blocks a tree, ksu update --dry-run leaves the workload
+// object that blocks a tree and the journald stream behind a service's
+// stdout, ksu update --dry-run leaves the workload
 // running, --unit and --all select a systemd service, and after a real
 // update ksu status lists the preserved pid, matches what the console
 // showed, and the journal has the report once.
@@ -39,6 +40,7 @@ func TestCLI(t *testing.T) {
 	}
 
 	t.Run("check rejects namespace", func(t *testing.T) { testCheckRejects(t, ctx, g) })
+	t.Run("check names journald peer", func(t *testing.T) { testCheckJournal(t, ctx, g) })
 	t.Run("check accepts workload", func(t *testing.T) { testCheckAccepts(t, ctx, g, im, clock) })
 	t.Run("dry run", func(t *testing.T) { testDryRun(t, ctx, g, im, clock) })
 	t.Run("select unit and all", func(t *testing.T) { testSelectUnit(t, ctx, g) })
@@ -90,6 +92,49 @@ func testCheckRejects(t *testing.T, ctx context.Context, g *qemu.Guest) {
 	t.Logf("ksu check --pid %d:\n%s", p.PID, text.Stdout)
 	if want := fmt.Sprintf("process %d: namespace uts (namespace)", p.PID); !strings.Contains(text.Stdout, want) {
 		t.Errorf("ksu check output = %q, want it to contain %q", text.Stdout, want)
+	}
+}
+
+// testCheckJournal starts a transient service with systemd's default
+// output, a stream to journald: ksu check must reject it and name
+// journald's stdout stream and its holder in fd 1's blocker, with the
+// hint to change StandardOutput=.
+func testCheckJournal(t *testing.T, ctx context.Context, g *qemu.Guest) {
+	const unit = "ksu-journal-svc"
+	res, err := g.Run(ctx, "systemd-run", "--unit="+unit, "sleep", "600")
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("systemd-run --unit=%s = exit %d, %v; stderr %q", unit, res.ExitCode, err, res.Stderr)
+	}
+	defer g.Run(ctx, "systemctl", "stop", unit)
+	out, err := g.Output(ctx, "systemctl", "show", "-p", "MainPID", "--value", unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err := waitComm(ctx, g, pid, "sleep"); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, checkRes, err := scenario.Check(ctx, g, "--unit", unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ksu check --json --unit %s:\n%s", unit, checkRes.Stdout)
+	if checkRes.ExitCode != 1 || rep.Proceed {
+		t.Errorf("ksu check --unit %s = exit %d, proceed %v, want 1 and false", unit, checkRes.ExitCode, rep.Proceed)
+	}
+	if len(rep.Trees) != 1 {
+		t.Fatalf("ksu check --unit %s lists %d trees, want 1", unit, len(rep.Trees))
+	}
+	found := false
+	for _, b := range rep.Trees[0].Blockers {
+		found = found || b.PID == pid && b.Object == "fd 1" &&
+			strings.Contains(b.Reason, "journald's stdout stream (/run/systemd/journal/stdout)") &&
+			strings.Contains(b.Reason, "(systemd-journal) as fd") && strings.Contains(b.Hint, "StandardOutput=")
+	}
+	if !found {
+		t.Errorf("ksu check --unit %s blockers = %+v, want fd 1 of process %d naming journald's stdout stream, "+
+			"its holder and the StandardOutput= hint", unit, rep.Trees[0].Blockers, pid)
 	}
 }
 
