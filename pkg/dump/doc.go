@@ -19,6 +19,9 @@
 // removes.
 //
 // Until Dump returns, the processes are stopped. On any error they
-// resume exactly where they were; on success they resume, stay stopped
-// or are killed, as Options.Exit requests.
+// resume where they were; a process that has TCP connections also gets
+// one SIGCONT, because the dump queues a SIGSTOP before its sockets
+// enter repair mode, so that it stays stopped if the tracer dies. On
+// success they resume, stay stopped or are killed, as Options.Exit
+// requests.
 package dump
