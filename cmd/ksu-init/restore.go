@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -123,24 +122,9 @@ func (b *boot) restored(rep report, res restoreResult, start time.Time) report {
 	rep.Pause = res.ResumedAt.Sub(res.SnapshotAt)
 	rep.Threads, rep.PageBytes = res.Threads, res.Pages
 	rep.Tmpfs = res.Tmpfs
-	// Only a restored child of the old PID 1, such as a service's main
-	// process, is one that systemd would start again. A process that a
-	// service only spawned, such as a job of a daemon, leaves its unit to
-	// start as usual.
-	rep.Units = holdUnits(b.log, initramfs.NewRootDir, intersect(rep.Restored, res.InitChildren))
+	rep.Units = holdUnits(b.log, initramfs.NewRootDir, rep.Restored)
 	b.log.Printf("restored processes %s; pause since the snapshot %v", joinPIDs(rep.Restored), rep.Pause.Round(time.Millisecond))
 	return rep
-}
-
-// intersect returns the pids of a that are also in b, in a's order.
-func intersect(a, b []int32) []int32 {
-	var out []int32
-	for _, pid := range a {
-		if slices.Contains(b, pid) {
-			out = append(out, pid)
-		}
-	}
-	return out
 }
 
 // restoredPIDs returns the processes of the snapshot that are not in a

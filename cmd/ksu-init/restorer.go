@@ -31,18 +31,15 @@ const resultFile = "/run/ksu/restorer.json"
 
 // restoreResult is what the restorer reports to PID 1.
 type restoreResult struct {
-	SnapshotKernel string  `json:"snapshot_kernel"`
-	PIDs           []int32 `json:"pids"` // the processes of the snapshot
-	// InitChildren are the processes of the snapshot whose parent was
-	// PID 1, such as a service's main process.
-	InitChildren []int32       `json:"init_children,omitempty"`
-	Restored     bool          `json:"restored"`
-	Error        string        `json:"error,omitempty"`
-	Processes    int           `json:"processes"`
-	Threads      int           `json:"threads"`
-	Pages        uint64        `json:"page_bytes"`
-	Restore      time.Duration `json:"restore_ns"` // restore.Restore, resuming included
-	Clocks       clockOffsets  `json:"clocks"`
+	SnapshotKernel string        `json:"snapshot_kernel"`
+	PIDs           []int32       `json:"pids"` // the processes of the snapshot
+	Restored       bool          `json:"restored"`
+	Error          string        `json:"error,omitempty"`
+	Processes      int           `json:"processes"`
+	Threads        int           `json:"threads"`
+	Pages          uint64        `json:"page_bytes"`
+	Restore        time.Duration `json:"restore_ns"` // restore.Restore, resuming included
+	Clocks         clockOffsets  `json:"clocks"`
 	// ResumedAt is CLOCK_REALTIME when every restored task was running.
 	ResumedAt time.Time `json:"resumed_at"`
 	// SnapshotAt is the snapshot's CLOCK_REALTIME stamp.
@@ -103,8 +100,7 @@ func runRestorer() int {
 func runInTimeNamespace(log *klog.Kmsg) int {
 	var res restoreResult
 	meta, pids, err := scanSnapshot(os.DirFS(initramfs.SnapshotDir))
-	res.SnapshotKernel, res.PIDs, res.SnapshotAt = meta.KernelRelease, pids.all, meta.Time
-	res.InitChildren = pids.initChildren
+	res.SnapshotKernel, res.PIDs, res.SnapshotAt = meta.KernelRelease, pids, meta.Time
 	if err == nil {
 		log.Printf("entering a time namespace, %v after the snapshot", time.Since(meta.Time).Round(time.Millisecond))
 		// /proc is mounted in the new root by now.
@@ -152,8 +148,7 @@ func restoreSnapshot(log *klog.Kmsg, clocks string) restoreResult {
 		return res
 	}
 	meta, pids, err := scanSnapshot(fsys)
-	res.SnapshotKernel, res.PIDs, res.SnapshotAt = meta.KernelRelease, pids.all, meta.Time
-	res.InitChildren = pids.initChildren
+	res.SnapshotKernel, res.PIDs, res.SnapshotAt = meta.KernelRelease, pids, meta.Time
 	if err != nil {
 		res.Error = err.Error()
 		return res
@@ -226,18 +221,18 @@ func runRestore(log *klog.Kmsg, fsys fs.FS, res restoreResult) restoreResult {
 // processes when a cgroup2 hierarchy is mounted on /sys/fs/cgroup: the
 // restore moves each process into its saved cgroup, and on a fresh boot
 // only the root cgroup exists.
-func scanSnapshot(fsys fs.FS) (snapshot.Meta, snapshotPIDs, error) {
+func scanSnapshot(fsys fs.FS) (snapshot.Meta, []int32, error) {
 	ar, err := snapshot.OpenCPIO(fsys, ".")
 	if err != nil {
-		return snapshot.Meta{}, snapshotPIDs{}, err
+		return snapshot.Meta{}, nil, err
 	}
 	defer ar.Close()
 	rd, err := snapshot.NewReader(ar, snapshot.ReaderOptions{})
 	if err != nil {
-		return snapshot.Meta{}, snapshotPIDs{}, fmt.Errorf("read snapshot: %w", err)
+		return snapshot.Meta{}, nil, fmt.Errorf("read snapshot: %w", err)
 	}
 	defer rd.Close()
-	var pids snapshotPIDs
+	var pids []int32
 	for {
 		sec, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -254,19 +249,10 @@ func scanSnapshot(fsys fs.FS) (snapshot.Meta, snapshotPIDs, error) {
 			if err != nil {
 				return rd.Meta(), pids, fmt.Errorf("read snapshot: %w", err)
 			}
-			pids.all = append(pids.all, p.PID)
-			if p.PPID == 1 {
-				pids.initChildren = append(pids.initChildren, p.PID)
-			}
+			pids = append(pids, p.PID)
 			createCgroup(p.Identity.Cgroup)
 		}
 	}
-}
-
-// snapshotPIDs are the processes of a snapshot: all of them, and those
-// whose parent was PID 1.
-type snapshotPIDs struct {
-	all, initChildren []int32
 }
 
 // writeJSON writes v to path, creating its directory.
