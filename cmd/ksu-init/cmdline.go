@@ -32,6 +32,10 @@ type bootConfig struct {
 	init       string        // init=; empty means the kernel's search list
 	onFail     failAction    // ksu.onfail=reboot|poweroff|halt
 	debug      bool          // ksu.debug
+	// hold is ksu.hold=, comma-separated: the systemd services whose
+	// every process ksu update preserved, which ksu-init keeps systemd
+	// from starting again (see holdUnits).
+	hold []string
 }
 
 // parseCmdline reads a kernel command line. Parameters it does not know
@@ -73,6 +77,13 @@ func (c *bootConfig) set(key, value string) string {
 		c.readOnly = false
 	case "init":
 		c.init = value
+	case "ksu.hold":
+		c.hold = nil
+		for _, name := range strings.Split(value, ",") {
+			if name != "" {
+				c.hold = append(c.hold, name)
+			}
+		}
 	case "ksu.debug":
 		c.debug = value == "" || value == "1" || value == "on" || value == "true"
 	case "ksu.rootwait":

@@ -122,7 +122,7 @@ func (b *boot) restored(rep report, res restoreResult, start time.Time) report {
 	rep.Pause = res.ResumedAt.Sub(res.SnapshotAt)
 	rep.Threads, rep.PageBytes = res.Threads, res.Pages
 	rep.Tmpfs = res.Tmpfs
-	rep.Units = holdUnits(b.log, initramfs.NewRootDir, rep.Restored)
+	rep.Units = holdUnits(b.log, initramfs.NewRootDir, rep.Restored, b.cfg.hold)
 	b.log.Printf("restored processes %s; pause since the snapshot %v", joinPIDs(rep.Restored), rep.Pause.Round(time.Millisecond))
 	return rep
 }

@@ -139,8 +139,10 @@ func groupByService(log klog.Logger, procDir string, pids []int32) []heldUnit {
 }
 
 // holdUnits writes, in newRoot, a runtime drop-in and a marker for each
-// service that has restored processes pids in its cgroup, and returns
-// the services held. A held service is not started on this boot: its
+// service in whole (ksu.hold=) that has restored processes pids in its
+// cgroup, and returns the services held. A service not in whole had
+// processes that ksu update did not preserve, such as its main process
+// when only a child was selected, so systemd must start it as usual. A held service is not started on this boot: its
 // start is skipped by a failed condition, which leaves it inactive
 // without failing the units that require it. systemd then neither starts
 // a second instance, which would fail on the resources that the restored
@@ -164,9 +166,14 @@ func groupByService(log klog.Logger, procDir string, pids []int32) []heldUnit {
 // would need a drop-in in that user's runtime directory.
 //
 // Preconditions: /proc and /run are moved into newRoot.
-func holdUnits(log klog.Logger, newRoot string, pids []int32) []heldUnit {
+func holdUnits(log klog.Logger, newRoot string, pids []int32, whole []string) []heldUnit {
 	var held []heldUnit
 	for _, u := range groupByService(log, filepath.Join(newRoot, "proc"), pids) {
+		if !slices.Contains(whole, u.Name) {
+			log.Printf("restored processes %s are in the cgroup of %s, whose other processes were not preserved: systemd starts it as usual",
+				joinPIDs(u.PIDs), u.Name)
+			continue
+		}
 		if !hasUnitFile(newRoot, u.Name) {
 			log.Printf("restored processes %s are in the cgroup of %s, which has no unit file (a transient unit): nothing to hold",
 				joinPIDs(u.PIDs), u.Name)

@@ -83,12 +83,15 @@ func TestHoldUnits(t *testing.T) {
 		"proc/480/cgroup": "0::/user.slice/user-0.slice/session-1.scope\n",
 		"proc/490/cgroup": "0::/system.slice/system-worker.slice/worker@2.service\n",
 		"proc/500/cgroup": "0::/system.slice/legacy.service\n",
+		"proc/520/cgroup": "0::/system.slice/agent.service\n", // not all preserved
 		// 510 has no /proc entry: it is logged and skipped.
 		"etc/systemd/system/r6380.service":   "[Service]\nExecStart=/bin/true\n",
 		"lib/systemd/system/worker@.service": "[Service]\nExecStart=/bin/true\n",
 		"etc/init.d/legacy":                  "#!/bin/sh\n",
+		"etc/systemd/system/agent.service":   "[Service]\nExecStart=/bin/true\n",
 	})
-	got := holdUnits(klog.Discard, root, []int32{461, 462, 470, 480, 490, 500, 510})
+	whole := []string{"r6380.service", "run-u7.service", "worker@2.service", "legacy.service"}
+	got := holdUnits(klog.Discard, root, []int32{461, 462, 470, 480, 490, 500, 510, 520}, whole)
 	want := []heldUnit{
 		{Name: "r6380.service", Cgroup: "/system.slice/r6380.service", PIDs: []int32{461, 462},
 			Marker: "/run/ksu/restored/r6380.service", DropIn: "/run/systemd/system/r6380.service.d/ksu-restored.conf"},
@@ -116,7 +119,7 @@ func TestHoldUnits(t *testing.T) {
 	if !strings.Contains(string(marker), "systemctl start r6380.service") || !strings.Contains(string(marker), "461 462") {
 		t.Errorf("marker %s = %q, want the pids 461 462 and the command systemctl start r6380.service", want[0].Marker, marker)
 	}
-	for _, name := range []string{"run-u7.service", "session-1.scope"} {
+	for _, name := range []string{"run-u7.service", "session-1.scope", "agent.service"} {
 		if _, err := os.Stat(filepath.Join(root, "run/ksu/restored", name)); err == nil {
 			t.Errorf("marker for %s exists, want none", name)
 		}

@@ -102,7 +102,7 @@ func nextCmdline(o updateOptions) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read running kernel's command line: %w", err)
 	}
-	extra := o.appendArgs
+	extra := strings.TrimSpace(o.appendArgs + " " + o.hold)
 	if o.wipeFree {
 		extra = withInitOnFree(string(running), extra)
 	}

@@ -81,7 +81,7 @@ func appendRollback(w io.Writer, o updateOptions, log *switchLog) error {
 	if err != nil {
 		return fmt.Errorf("prepare rollback: read running kernel's command line: %w", err)
 	}
-	cmdline := rollbackCmdline(string(running))
+	cmdline := rollbackCmdline(string(running), o.hold)
 	if err := writeRollbackArchive(w, kernel, initrd, cmdline); err != nil {
 		return fmt.Errorf("prepare rollback: %w", err)
 	}
@@ -105,10 +105,10 @@ func checkRollbackKernel(path, release string) error {
 }
 
 // rollbackCmdline returns the command line for the old kernel: the
-// running one as the new kernel gets it, but without a failpoint, which
-// was meant for one run only.
-func rollbackCmdline(running string) string {
-	cmdline := kexec.Cmdline(running, "")
+// running one as the new kernel gets it, with the update's hold
+// parameter, but without a failpoint, which was meant for one run only.
+func rollbackCmdline(running, hold string) string {
+	cmdline := kexec.Cmdline(running, hold)
 	return kexec.DropParams(cmdline, failpoint.EnvVar)
 }
 

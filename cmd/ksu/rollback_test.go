@@ -18,8 +18,8 @@ func TestRollbackCmdline(t *testing.T) {
 		{"init_on_free kept", "root=/dev/vda init_on_free=1 panic=5", "root=/dev/vda init_on_free=1 panic=5"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := rollbackCmdline(tt.running); got != tt.want {
-				t.Errorf("rollbackCmdline(%q) = %q, want %q", tt.running, got, tt.want)
+			if got := rollbackCmdline(tt.running, ""); got != tt.want {
+				t.Errorf("rollbackCmdline(%q, \"\") = %q, want %q", tt.running, got, tt.want)
 			}
 		})
 	}

@@ -28,6 +28,7 @@ type updateOptions struct {
 	wipeFree   bool    // add init_on_free=1 to the new kernel's command line
 	spill      string  // directory of the initramfs file; empty keeps it in memory
 	rollback   rollbackOptions
+	hold       string // the ksu.hold= parameter for the new kernel (see holdParam)
 }
 
 func updateFlags(fs *flag.FlagSet) func([]string) error {
@@ -142,6 +143,7 @@ func update(o updateOptions) error {
 	if err := checkTrees(o.pids); err != nil {
 		return err
 	}
+	o.hold = holdArg(localHost().wholeServices(o.pids), log)
 	log.Mark(tl.End().Marker())
 	if !o.dryRun {
 		if err := confirm(o, img.Release); err != nil {

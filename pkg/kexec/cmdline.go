@@ -4,14 +4,19 @@ import "strings"
 
 // Cmdline builds the new kernel's command line from the running one's:
 // it drops the parameters the boot loader added for the old kernel
-// (BOOT_IMAGE= and initrd=), appends extra, and adds panic=10 unless a
-// panic= parameter is already there, so a kernel that panics during the
-// switch reboots instead of hanging.
+// (BOOT_IMAGE= and initrd=) and the ksu.hold= of an earlier update,
+// appends extra, and adds panic=10 unless a panic= parameter is already
+// there, so a kernel that panics during the switch reboots instead of
+// hanging.
 func Cmdline(running, extra string) string {
 	var kept []string
 	hasPanic := false
-	for _, param := range append(splitParams(running), splitParams(extra)...) {
+	old := splitParams(running)
+	for i, param := range append(old, splitParams(extra)...) {
 		if strings.HasPrefix(param, "BOOT_IMAGE=") || strings.HasPrefix(param, "initrd=") {
+			continue
+		}
+		if i < len(old) && strings.HasPrefix(param, "ksu.hold=") {
 			continue
 		}
 		if strings.HasPrefix(param, "panic=") {

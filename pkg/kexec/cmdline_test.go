@@ -17,6 +17,8 @@ func TestCmdline(t *testing.T) {
 		{"panic from extra", "root=/dev/vda", "panic=30", "root=/dev/vda panic=30"},
 		{"quoted value kept whole", `root=/dev/vda dyndbg="file x.c +p"`, "", `root=/dev/vda dyndbg="file x.c +p" panic=10`},
 		{"trailing newline", "root=/dev/vda\n", "", "root=/dev/vda panic=10"},
+		{"earlier hold dropped", "root=/dev/vda ksu.hold=a.service", "", "root=/dev/vda panic=10"},
+		{"new hold kept", "root=/dev/vda ksu.hold=a.service", "ksu.hold=b.service", "root=/dev/vda ksu.hold=b.service panic=10"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := Cmdline(tt.running, tt.extra); got != tt.want {
