@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/ksu-project/ksu/pkg/dump"
 	"github.com/ksu-project/ksu/pkg/failpoint"
 	"github.com/ksu-project/ksu/pkg/kexec"
 	"github.com/ksu-project/ksu/pkg/phase"
@@ -185,7 +186,8 @@ func update(o updateOptions) error {
 		}
 	} else if len(o.pids) > 0 {
 		if err := dumpIntoInitrd(initrd, o.pids, stopped, log); err != nil {
-			return fmt.Errorf("phase freeze and dump, nothing was changed: %w", err)
+			return errors.Join(fmt.Errorf("phase freeze and dump, nothing was changed: %w", err),
+				releaseAfterDump(initrd, o.pids, log))
 		}
 	}
 
@@ -213,6 +215,20 @@ func update(o updateOptions) error {
 
 	guard.enter("sync")
 	return errors.Join(switchKernel(&tl, log), resumeTrees(o.pids, stopped))
+}
+
+// releaseAfterDump frees initrd and gives back the connections of the
+// trees rooted at roots once more after a failed dump. Dump gives them
+// back itself, but when it failed for lack of memory, the netlink socket
+// that lifts the packet drop can fail the same way while initrd still
+// holds the snapshot written so far.
+func releaseAfterDump(initrd *kexec.Initrd, roots []int, log *switchLog) error {
+	discardInitrd(initrd, log)
+	pids, err := listTrees(roots)
+	if err = errors.Join(err, dump.ReleaseConnections(pids)); err != nil {
+		return fmt.Errorf("give back connections after the failed dump: %w", err)
+	}
+	return nil
 }
 
 // checkRoot rejects a user other than root.
