@@ -10,10 +10,9 @@ import (
 
 // holdParam names, on the new kernel's command line, the systemd
 // services whose every process ksu update preserves. ksu-init keeps
-// systemd from starting those again on the new boot, since their
-// restored processes already run; a service that keeps processes
-// behind, such as the guest agent whose child was selected, starts as
-// usual.
+// systemd from starting those again on the new boot, because their
+// restored processes already run. A service that keeps processes behind,
+// such as a daemon of which only a child was selected, starts as usual.
 const holdParam = "ksu.hold"
 
 // maxHoldParam bounds the parameter, because the kernel's command line
