@@ -1,11 +1,11 @@
 package main
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/ksu-project/ksu/pkg/procfs"
 )
 
 // holdParam names, on the new kernel's command line, the systemd
@@ -64,16 +64,15 @@ func (h host) wholeServices(roots []int) []string {
 // serviceOf returns the service whose cgroup process pid is in, and
 // that cgroup's path: the first component below the slices.
 func (h host) serviceOf(pid int) (name, dir string, ok bool) {
-	content, err := os.ReadFile(filepath.Join(h.proc, fmt.Sprint(pid), "cgroup"))
+	cgroups, err := procfs.ReadCgroup(h.proc, pid)
 	if err != nil {
 		return "", "", false
 	}
-	for _, line := range strings.Split(string(content), "\n") {
-		path, found := strings.CutPrefix(line, "0::")
-		if !found {
+	for _, cg := range cgroups {
+		if cg.Hierarchy != 0 {
 			continue
 		}
-		components := strings.Split(strings.Trim(path, "/"), "/")
+		components := strings.Split(strings.Trim(cg.Path, "/"), "/")
 		for i, c := range components {
 			if strings.HasSuffix(c, ".slice") {
 				continue
