@@ -152,9 +152,9 @@
 //	pids per path entry              4194304
 //
 // This reader also stops a record whose list elements would take more
-// than 256 MiB once decoded, since an element of 2 payload bytes can
-// become a value of a hundred bytes and zstd shrinks a run of them to
-// almost nothing.
+// than 256 MiB once decoded. An element of 2 payload bytes can become a
+// value of a hundred bytes, and zstd shrinks a run of them to almost
+// nothing.
 //
 // # Records
 //
