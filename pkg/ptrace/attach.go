@@ -24,7 +24,8 @@ const maxSeizePasses = 16
 // Options are PTRACE_O_* flags; PTRACE_O_SUSPEND_SECCOMP lets injected
 // calls bypass the thread's seccomp filters but needs CAP_SYS_ADMIN.
 // PTRACE_O_EXITKILL makes the kernel kill the thread if the tracer dies,
-// which defeats the point of ksu: leave it out.
+// which defeats the point of ksu: leave it out. PTRACE_O_TRACESYSGOOD is
+// always added, because Syscall tells its syscall-stops apart with it.
 func (t *Tracer) Seize(tid int, options int) error {
 	return t.do(func() error {
 		if _, ok := t.threads[tid]; ok {
@@ -39,20 +40,21 @@ func (t *Tracer) seize(tid int, options int) error {
 	if err != nil {
 		return fmt.Errorf("seize thread %d: %w", tid, err)
 	}
-	if err := sys.PtraceSeize(tid, options); err != nil {
+	if err := sys.PtraceSeize(tid, options|unix.PTRACE_O_TRACESYSGOOD); err != nil {
 		return fmt.Errorf("seize thread %d: %w", tid, err)
 	}
 	t.threads[tid] = &thread{tid: tid, tgid: st.Tgid}
 	return nil
 }
 
-// SetOptions replaces the PTRACE_O_* options of stopped thread tid.
+// SetOptions replaces the PTRACE_O_* options of stopped thread tid,
+// keeping PTRACE_O_TRACESYSGOOD as Seize does.
 func (t *Tracer) SetOptions(tid int, options int) error {
 	return t.do(func() error {
 		if _, err := t.stopped(tid); err != nil {
 			return fmt.Errorf("set ptrace options: %w", err)
 		}
-		if err := unix.PtraceSetOptions(tid, options); err != nil {
+		if err := unix.PtraceSetOptions(tid, options|unix.PTRACE_O_TRACESYSGOOD); err != nil {
 			return fmt.Errorf("set ptrace options of thread %d to %#x: %w", tid, options, os.NewSyscallError("ptrace(PTRACE_SETOPTIONS)", err))
 		}
 		return nil

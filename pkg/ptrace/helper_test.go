@@ -45,6 +45,7 @@ func runHelper(name string) {
 		"read":        helperRead,
 		"spin":        helperSpin,
 		"tracer":      helperTracer,
+		"undotracer":  helperUndoTracer,
 	}
 	fn, ok := helpers[name]
 	if !ok {

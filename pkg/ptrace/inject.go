@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/ksu-project/ksu/pkg/failpoint"
 	"github.com/ksu-project/ksu/pkg/procfs"
 	"golang.org/x/sys/unix"
 )
@@ -38,39 +39,33 @@ func (t *Tracer) SetSyscallSite(pid int, addr uintptr) error {
 // the one set with SetSyscallSite, else one in the vDSO, else the one
 // just before rip when the thread stopped inside a call. Without any of
 // these it writes one over the two bytes at rip and restores them
-// afterwards. It single-steps the thread over that one instruction, so
-// no code of the process runs. The patching path requires every other
-// thread that could run the code at rip to be stopped as well.
+// afterwards. It resumes the thread with PTRACE_SYSCALL, which stops it
+// at the entry and at the exit of that one call, so no code of the
+// process runs. The patching path requires every other thread that
+// could run the code at rip to be stopped as well.
 //
 // A signal that the thread takes before the instruction runs is
 // delivered as if no tracer were present, with the thread's own
 // registers. The call is then retried on top of the handler frame, and
 // the thread starts its handler when resumed. A signal that arrives
-// during the call stays pending.
+// during the call is delivered the same way after it.
 //
 // Injecting a call that itself waits (read on an empty pipe, futex
 // wait) blocks the tracer until the wait timeout, and one that installs
 // restart state (nanosleep, poll) replaces the restart state of a call
 // the thread was stopped in.
 //
-// Limitation: a tracer death during the call is not survivable. The
-// kernel detaches the thread and wakes it. Unless something else holds
-// it, the thread runs on from the injected registers (and, on the
-// patching path, over the two patched bytes) and typically crashes.
-// After the single-step, the trap flag also stays set and raises
-// SIGTRAP one instruction later. A group-stop in effect, a pending
-// SIGSTOP or a frozen cgroup v2 would hold every such thread in the
-// kernel instead, and a second tracer could put the registers back
-// (detaching clears the trap flag). But a single-step SIGTRAP stop that
-// the tracer has not yet collected with wait still delivers SIGTRAP,
-// which kills the process. TestIntegrationTracerDeathStates measures
-// each case. Closing the window needs three changes. The tree must be
-// group-stopped during the dump, since a frozen cgroup also blocks the
-// injected call. The call must run with PTRACE_SYSCALL under
-// PTRACE_O_TRACESYSGOOD instead of a single-step. A watchdog must get
-// the saved registers and bytes before each call and put them back.
-// Between calls the thread is in an interrupt-stop with its own
-// registers, so a tracer death there is harmless.
+// If the tracer's process dies during the call, the kernel detaches the
+// thread and wakes it with the borrowed registers (and, on the patching
+// path, over the patched bytes). Two things make that survivable. The
+// Journal (WithJournal) gets the thread's own registers and code before
+// they change, for Undo to put back. And the thread must not run on
+// before Undo reaches it: a group-stop in effect or a pending SIGSTOP
+// stops it in the kernel on its way out (TestIntegrationTracerDeathStates
+// measures each state). A frozen cgroup would hold it too, but it also
+// blocks the injected call itself. The syscall-stops that
+// PTRACE_O_TRACESYSGOOD marks carry no signal for the kernel to deliver
+// when the tracer is gone, which a single-step's SIGTRAP would.
 func (t *Tracer) Syscall(tid int, nr uintptr, args ...uintptr) (uintptr, error) {
 	if len(args) > 6 {
 		return 0, fmt.Errorf("inject %s into thread %d: %d arguments, want at most 6", SyscallName(nr), tid, len(args))
@@ -104,19 +99,17 @@ func (t *Tracer) inject(th *thread, nr uintptr, args []uintptr) (uintptr, error)
 		if saved.Cs != userCS64 {
 			return 0, fmt.Errorf("thread runs 32-bit code (cs %#x), but only x86-64 is supported", saved.Cs)
 		}
-		site, undo, err := t.syscallSite(th, &saved)
+		inj, err := t.syscallSite(th, &saved)
 		if err != nil {
 			return 0, err
 		}
-		res, err := t.step(th, site, &saved, nr, args)
-		if err := errors.Join(err, undo()); err != nil {
+		res, err := t.attempt(th, inj, nr, args)
+		if err != nil {
 			return 0, err
 		}
 		if res.done {
-			// Leave the single-step SIGTRAP stop for an
-			// interrupt-stop. The PTRACE_CONT on the way clears
-			// the trap flag, which a tracer death would leave set
-			// to raise SIGTRAP one instruction later.
+			// Leave the syscall-exit-stop for an interrupt-stop, in
+			// which the thread's registers are its own again.
 			return res.ret, t.resumeAgain(th)
 		}
 		if res.deliver == 0 {
@@ -138,6 +131,33 @@ func (t *Tracer) inject(th *thread, nr uintptr, args []uintptr) (uintptr, error)
 	return 0, fmt.Errorf("no attempt ran the call in %d tries: signals keep arriving", maxStops)
 }
 
+// attempt passes inj to the journal, patches the site if inj has code,
+// runs one step and puts everything back. The journal learns of the
+// return only when the thread has its own state again.
+func (t *Tracer) attempt(th *thread, inj Injection, nr uintptr, args []uintptr) (stepResult, error) {
+	if err := t.journal.Borrow(inj); err != nil {
+		return stepResult{}, fmt.Errorf("journal the call: %w", err)
+	}
+	if len(inj.Code) > 0 {
+		if err := poke(th.tid, inj.Site, syscallInsn); err != nil {
+			return stepResult{}, fmt.Errorf("write a syscall instruction: %w", err)
+		}
+	}
+	res, err := t.step(th, inj.Site, &inj.Regs, nr, args)
+	if len(inj.Code) > 0 && !errors.Is(err, ErrExited) {
+		if perr := poke(th.tid, inj.Site, inj.Code); perr != nil {
+			err = errors.Join(err, fmt.Errorf("restore code under the syscall instruction: %w", perr))
+		}
+	}
+	if err != nil {
+		return stepResult{}, err
+	}
+	if err := t.journal.Return(th.tid); err != nil {
+		return stepResult{}, fmt.Errorf("journal the call: %w", err)
+	}
+	return res, nil
+}
+
 // stepResult is the outcome of one attempt to run an injected call.
 type stepResult struct {
 	// done is true when the call ran and ret is its result.
@@ -148,25 +168,49 @@ type stepResult struct {
 	deliver unix.Signal
 }
 
-// step sets the registers for the call, single-steps the syscall
-// instruction at site and puts the saved registers back.
+// Failpoints (pkg/failpoint) inside an injected call, where tests kill
+// the tracer's process: with the call's registers set, at the call's
+// syscall-enter-stop and at its syscall-exit-stop. Each fails the call
+// once it has run and the thread has its registers back.
+const (
+	PointBorrowed = "inject-borrowed"
+	PointEnter    = "inject-enter"
+	PointExit     = "inject-exit"
+)
+
+// step sets the registers for the call, runs the syscall instruction at
+// site from its syscall-enter-stop to its syscall-exit-stop and puts
+// the saved registers back.
 func (t *Tracer) step(th *thread, site uintptr, saved *Regs, nr uintptr, args []uintptr) (stepResult, error) {
 	regs := callRegs(saved, site, nr, args)
 	if err := setRegs(th.tid, regs); err != nil {
 		return stepResult{}, err
 	}
-	after, stop, err := t.singleStep(th)
+	failed := failpoint.Check(PointBorrowed)
+	stop, err := t.syscallStop(th)
 	if errors.Is(err, ErrExited) {
 		return stepResult{}, err
 	}
-	if err := errors.Join(err, setRegs(th.tid, *saved)); err != nil {
+	if err == nil && stop.Kind == StopSyscall {
+		ret, err := t.runCall(th, site)
+		if errors.Is(err, ErrExited) {
+			return stepResult{}, err
+		}
+		if err := errors.Join(failed, err, setRegs(th.tid, *saved)); err != nil {
+			return stepResult{}, err
+		}
+		return stepResult{done: true, ret: ret}, nil
+	}
+	var after Regs
+	if err == nil {
+		after, err = getRegs(th.tid)
+	}
+	if err := errors.Join(failed, err, setRegs(th.tid, *saved)); err != nil {
 		return stepResult{}, err
 	}
 	switch {
-	case stop.Kind == StopSignal && stop.Signal == unix.SIGTRAP && after.Rip == uint64(site)+2:
-		return stepResult{done: true, ret: uintptr(after.Rax)}, nil
 	case after.Rip != uint64(site):
-		return stepResult{}, fmt.Errorf("unexpected %v at rip %#x after a step from %#x", stop, after.Rip, site)
+		return stepResult{}, fmt.Errorf("unexpected %v at rip %#x after a resume at %#x", stop, after.Rip, site)
 	case stop.Kind != StopSignal:
 		return stepResult{}, nil
 	case isFault(stop.Signal):
@@ -179,9 +223,33 @@ func (t *Tracer) step(th *thread, site uintptr, saved *Regs, nr uintptr, args []
 	return stepResult{deliver: stop.Signal}, nil
 }
 
+// runCall takes th from the syscall-enter-stop of the call at site to
+// its syscall-exit-stop and returns the call's result.
+func (t *Tracer) runCall(th *thread, site uintptr) (uintptr, error) {
+	regs, err := getRegs(th.tid)
+	if err != nil {
+		return 0, err
+	}
+	if end := uint64(site) + uint64(len(syscallInsn)); regs.Rip != end {
+		return 0, fmt.Errorf("syscall-enter-stop at rip %#x, want %#x", regs.Rip, end)
+	}
+	failed := failpoint.Check(PointEnter)
+	stop, err := t.syscallStop(th)
+	if err != nil {
+		return 0, err
+	}
+	if stop.Kind != StopSyscall {
+		return 0, fmt.Errorf("%v between the entry and the exit of the call", stop)
+	}
+	if regs, err = getRegs(th.tid); err != nil {
+		return 0, err
+	}
+	return uintptr(regs.Rax), errors.Join(failed, failpoint.Check(PointExit))
+}
+
 // callRegs returns saved changed to run call nr at site. Orig_rax -1
-// keeps the kernel from treating the thread as inside a call it must
-// restart before the step.
+// keeps the kernel from restarting a call the thread stopped in when
+// it leaves its stop.
 func callRegs(saved *Regs, site uintptr, nr uintptr, args []uintptr) Regs {
 	regs := *saved
 	regs.Rip = uint64(site)
@@ -194,19 +262,14 @@ func callRegs(saved *Regs, site uintptr, nr uintptr, args []uintptr) Regs {
 	return regs
 }
 
-// singleStep executes one instruction of th and returns the registers
-// and the stop that follow.
-func (t *Tracer) singleStep(th *thread) (Regs, Stop, error) {
-	if err := unix.PtraceSingleStep(th.tid); err != nil {
-		return Regs{}, Stop{}, fmt.Errorf("single-step thread %d: %w", th.tid, os.NewSyscallError("ptrace(PTRACE_SINGLESTEP)", err))
+// syscallStop resumes th with PTRACE_SYSCALL and waits for its next
+// stop.
+func (t *Tracer) syscallStop(th *thread) (Stop, error) {
+	if err := unix.PtraceSyscall(th.tid, 0); err != nil {
+		return Stop{}, fmt.Errorf("resume thread %d to a syscall-stop: %w", th.tid, os.NewSyscallError("ptrace(PTRACE_SYSCALL)", err))
 	}
 	th.stopped = false
-	stop, err := t.waitStop(th)
-	if err != nil {
-		return Regs{}, stop, err
-	}
-	regs, err := getRegs(th.tid)
-	return regs, stop, err
+	return t.waitStop(th)
 }
 
 // resumeAgain brings th from a stop that interrupted a step back to an
@@ -232,21 +295,29 @@ func isFault(sig unix.Signal) bool {
 	return false
 }
 
-// syscallSite returns the address of a syscall instruction for th to run
-// and a function that undoes any change made to provide it.
-func (t *Tracer) syscallSite(th *thread, regs *Regs) (uintptr, func() error, error) {
-	noUndo := func() error { return nil }
+// syscallSite returns the injection of a call into th, whose registers
+// are regs: where the call runs and, when no syscall instruction is at
+// hand, the code at rip that the call must patch.
+func (t *Tracer) syscallSite(th *thread, regs *Regs) (Injection, error) {
+	inj := Injection{TID: th.tid, Regs: *regs}
 	if !t.forcePatch {
 		if site, ok := t.knownSite(th); ok {
-			return site, noUndo, nil
+			inj.Site = site
+			return inj, nil
 		}
 		if regs.Restart() != RestartNone || int64(regs.Orig_rax) >= 0 {
 			if site := uintptr(regs.Rip - 2); t.isSyscallInsn(th.tid, site) {
-				return site, noUndo, nil
+				inj.Site = site
+				return inj, nil
 			}
 		}
 	}
-	return t.patchSite(th.tid, uintptr(regs.Rip))
+	inj.Site = uintptr(regs.Rip)
+	inj.Code = make([]byte, len(syscallInsn))
+	if err := peek(th.tid, inj.Site, inj.Code); err != nil {
+		return Injection{}, fmt.Errorf("save code for a syscall instruction: %w", err)
+	}
+	return inj, nil
 }
 
 // knownSite returns the cached site of th's process if it still holds
@@ -290,23 +361,4 @@ func (t *Tracer) vdsoSite(th *thread) (uintptr, error) {
 		}
 	}
 	return 0, fmt.Errorf("no syscall instruction in the vDSO of process %d", th.tgid)
-}
-
-// patchSite writes a syscall instruction at addr, normally the thread's
-// rip, and returns a function that writes the original bytes back.
-func (t *Tracer) patchSite(tid int, addr uintptr) (uintptr, func() error, error) {
-	orig := make([]byte, len(syscallInsn))
-	if err := peek(tid, addr, orig); err != nil {
-		return 0, nil, fmt.Errorf("save code for a syscall instruction: %w", err)
-	}
-	if err := poke(tid, addr, syscallInsn); err != nil {
-		return 0, nil, fmt.Errorf("write a syscall instruction: %w", err)
-	}
-	undo := func() error {
-		if err := poke(tid, addr, orig); err != nil {
-			return fmt.Errorf("restore code under the syscall instruction: %w", err)
-		}
-		return nil
-	}
-	return addr, undo, nil
 }

@@ -35,6 +35,8 @@ type Tracer struct {
 	// forcePatch makes Syscall patch an instruction even when the
 	// process has one already; tests use it to cover that path.
 	forcePatch bool
+	// journal learns about every injected call (WithJournal).
+	journal Journal
 }
 
 // thread is the tracer's record of one seized thread.
@@ -76,6 +78,7 @@ func NewTracer(opts ...Option) *Tracer {
 		waitTimeout: DefaultWaitTimeout,
 		threads:     make(map[int]*thread),
 		sites:       make(map[int]uintptr),
+		journal:     noJournal{},
 	}
 	for _, opt := range opts {
 		opt(t)

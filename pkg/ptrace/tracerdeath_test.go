@@ -106,6 +106,13 @@ func helperDeathTracer() error {
 	if err := t.InterruptProcess(pid); err != nil {
 		return err
 	}
+	if !state.sysgood {
+		// Seize always sets PTRACE_O_TRACESYSGOOD; clear it again.
+		err := t.do(func() error { return unix.PtraceSetOptions(tid, 0) })
+		if err != nil {
+			return fmt.Errorf("clear the options of thread %d: %w", tid, err)
+		}
+	}
 	var site uintptr
 	var saved Regs
 	err = t.do(func() error {
