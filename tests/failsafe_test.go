@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ksu-project/ksu/pkg/failpoint"
+	"github.com/ksu-project/ksu/pkg/ptrace"
 	"github.com/ksu-project/ksu/pkg/restore"
 	"github.com/ksu-project/ksu/pkg/snapshot"
 	"github.com/ksu-project/ksu/qemu"
@@ -277,11 +278,16 @@ func TestIntegrationUpdateFailsafe(t *testing.T) {
 	}
 
 	// A SIGKILL runs no cleanup in ksu, so its resume guard must do it.
-	// A kill at "freeze" hits the dump with the processes traced. From
-	// "compress" on they are stopped by the dump's SIGSTOP, with their
-	// connections in repair mode behind the packet drop, from "load" on
-	// a kernel is loaded, and at "sync" the root is frozen too.
-	for _, point := range []string{"freeze", "compress", "load", "sync"} {
+	// The three inject points kill ksu inside the first call that the
+	// dump injects (into redis or the clock): with the call's registers
+	// set, at the call's entry and at its exit, and the guard must put
+	// the thread's registers back. A kill at "freeze" hits the dump with the
+	// processes traced. From "compress" on they are stopped by the
+	// dump's SIGSTOP, with their connections in repair mode behind the
+	// packet drop, from "load" on a kernel is loaded, and at "sync" the
+	// root is frozen too.
+	points := []string{ptrace.PointBorrowed, ptrace.PointEnter, ptrace.PointExit, "freeze", "compress", "load", "sync"}
+	for _, point := range points {
 		t.Run("ksu killed at "+point, func(t *testing.T) {
 			defer peers.watch(t, "kill at "+point)(t, ctx, g)
 			testKilledUpdate(t, ctx, g, clockPath, newKernel, point, peers.server())
@@ -458,10 +464,18 @@ func testKilledUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clockPat
 	} else {
 		t.Logf("ksu update: %s", guardLine)
 	}
-	// The guard names the phase ksu update last entered.
-	phase := map[string]string{"freeze": "freeze and dump", "compress": "freeze and dump", "load": "load", "sync": "sync"}[point]
+	// The guard names the phase ksu update last entered, and the thread
+	// if ksu died in a call injected into it.
+	phase := "freeze and dump"
+	if point == "load" || point == "sync" {
+		phase = point
+	}
 	if want := "in phase " + phase + ", before the kexec"; err == nil && !strings.Contains(guardLine, want) {
 		t.Errorf("guard line %q, want it to contain %q", guardLine, want)
+	}
+	undone := regexp.MustCompile(`gave threads \[\d+\] back the registers`)
+	if err == nil && strings.HasPrefix(point, "inject-") && !undone.MatchString(guardLine) {
+		t.Errorf("guard line %q, want a match for %q", guardLine, undone)
 	}
 	checkNothingChanged(t, ctx, g, clock, others...)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ksu-project/ksu/pkg/dump"
 	"github.com/ksu-project/ksu/pkg/initramfs"
 	"github.com/ksu-project/ksu/pkg/kexec"
+	"github.com/ksu-project/ksu/pkg/ptrace"
 	"github.com/ksu-project/ksu/pkg/snapshot"
 )
 
@@ -33,7 +34,7 @@ type dryRun struct {
 // only a dump that lets them run takes their TCP connections out of
 // repair mode and lifts the packet drop. The pause that the dry run
 // prints adds the load time it measured.
-func dumpDryRun(initrd *kexec.Initrd, roots []int, log *switchLog) (*dryRun, error) {
+func dumpDryRun(initrd *kexec.Initrd, roots []int, journal ptrace.Journal, log *switchLog) (*dryRun, error) {
 	fd, err := unix.MemfdCreate("ksu-dry-run", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("create snapshot memfd: %w", os.NewSyscallError("memfd_create", err))
@@ -45,7 +46,7 @@ func dumpDryRun(initrd *kexec.Initrd, roots []int, log *switchLog) (*dryRun, err
 		f.Close()
 		return nil, err
 	}
-	opts := dump.Options{PIDs: roots, Exit: dump.ExitRunning, Producer: "ksu update --dry-run"}
+	opts := dump.Options{PIDs: roots, Exit: dump.ExitRunning, Producer: "ksu update --dry-run", Journal: journal}
 	w := progress.trackDump(cw, &opts)
 	stats, err := dump.Dump(w, opts)
 	progress.clear()

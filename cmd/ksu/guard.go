@@ -8,13 +8,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ksu-project/ksu/pkg/kexec"
+	"github.com/ksu-project/ksu/pkg/procfs"
+	"github.com/ksu-project/ksu/pkg/ptrace"
 )
 
 // guardEnv carries the preserved roots, comma-separated, to the resume
@@ -33,10 +37,14 @@ const guardSpillEnv = "KSU_RESUME_GUARD_SPILL"
 // guardDisarm is the byte ksu update writes to the guard's pipe when it
 // has cleaned up itself and the guard must do nothing. Before it, ksu
 // update writes a line guardPhase+NAME as it enters each phase, which
-// the guard names in its log line.
+// the guard names in its log line. During the dump, it writes a line
+// guardBorrow+INJECTION before each injected call borrows a thread's
+// state and guardReturn+TID once the thread has it back.
 const (
 	guardDisarm = 'd'
 	guardPhase  = "phase "
+	guardBorrow = "borrow "
+	guardReturn = "return "
 )
 
 // A process killed with SIGKILL runs no cleanup. If ksu update dies that
@@ -120,6 +128,31 @@ func (g *resumeGuard) enter(name string) {
 	_, _ = g.pipe.Write([]byte(guardPhase + name + "\n"))
 }
 
+// Borrow writes inj to the guard's pipe, so that the guard can undo the
+// call if ksu update dies during it. The dump calls it, as the
+// ptrace.Journal, before the call changes anything. An error, such as
+// a guard that is gone, cancels the call and so the dump.
+func (g *resumeGuard) Borrow(inj ptrace.Injection) error {
+	text, err := inj.MarshalText()
+	if err != nil {
+		return err
+	}
+	line := append(append([]byte(guardBorrow), text...), '\n')
+	if _, err := g.pipe.Write(line); err != nil {
+		return fmt.Errorf("tell the resume guard about an injected call: %w", err)
+	}
+	return nil
+}
+
+// Return writes to the guard's pipe that thread tid has its own state
+// back.
+func (g *resumeGuard) Return(tid int) error {
+	if _, err := fmt.Fprintf(g.pipe, "%s%d\n", guardReturn, tid); err != nil {
+		return fmt.Errorf("tell the resume guard about an injected call: %w", err)
+	}
+	return nil
+}
+
 // disarm writes guardDisarm to the guard, because ksu update cleaned up
 // itself, and waits for the guard to exit.
 func (g *resumeGuard) disarm() {
@@ -134,22 +167,80 @@ func (g *resumeGuard) disarm() {
 func runGuard(roots string, pipe *os.File, cleanUp func(roots []int) error) int {
 	cgroup := ownCgroup()
 	kills := oomKills(cgroup)
-	phase, disarmed, err := readGuardPipe(pipe)
-	if disarmed {
+	rec, err := readGuardPipe(pipe)
+	if rec.disarmed {
 		return 0
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ksu resume guard: read pipe: %v; cleaning up\n", err)
 	}
 	exited := fmt.Sprintf("ksu update %s in phase %s, before the kexec, without cleaning up",
-		exitCause(cgroup, kills, oomKills(cgroup)), phase)
+		exitCause(cgroup, kills, oomKills(cgroup)), rec.phase)
 	pids := parsePIDList(roots)
-	if err := cleanUp(pids); err != nil {
+	undone, undoErr := undoInjections(pids, rec.borrowed)
+	if err := errors.Join(undoErr, cleanUp(pids)); err != nil {
 		newSwitchLog().Printf("resume guard: %s; cleanup failed: %v", exited, err)
 		return 1
 	}
-	newSwitchLog().Printf("resume guard: %s; "+
-		"thawed filesystems, unloaded any kexec kernel, resumed the trees of processes %v", exited, pids)
+	newSwitchLog().Printf("resume guard: %s; %s"+
+		"thawed filesystems, unloaded any kexec kernel, resumed the trees of processes %v", exited, undone, pids)
+	return 0
+}
+
+// untracedWait bounds how long the guard waits for the kernel to detach
+// the processes from the dead ksu update. The kernel closes a dying
+// process's files, which ends the guard's pipe, before it detaches the
+// process's tracees.
+const untracedWait = 5 * time.Second
+
+// undoInjections waits until no process of the trees rooted at roots is
+// traced any more, then gives each thread in borrowed back the state
+// that its injected call borrowed. It returns a phrase for the log line.
+func undoInjections(roots []int, borrowed map[int]ptrace.Injection) (string, error) {
+	err := waitUntraced(roots, untracedWait)
+	if len(borrowed) == 0 {
+		return "", err
+	}
+	var tids []int
+	for tid, inj := range borrowed {
+		if uerr := ptrace.Undo(inj); uerr != nil {
+			err = errors.Join(err, uerr)
+			continue
+		}
+		tids = append(tids, tid)
+	}
+	slices.Sort(tids)
+	return fmt.Sprintf("gave threads %v back the registers an injected call borrowed, ", tids), err
+}
+
+// waitUntraced polls the threads of the trees rooted at roots until none
+// has a tracer, for at most d.
+func waitUntraced(roots []int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		tid := tracedThread(roots)
+		if tid == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("thread %d is still traced %v after ksu update died", tid, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// tracedThread returns a thread of the trees rooted at roots that has a
+// tracer, or 0.
+func tracedThread(roots []int) int {
+	pids, _ := listTrees(roots)
+	for _, pid := range pids {
+		tids, _ := procfs.Tasks(procRoot, pid)
+		for _, tid := range tids {
+			if st, err := procfs.ReadStatus(procRoot, tid); err == nil && st.TracerPid != 0 {
+				return tid
+			}
+		}
+	}
 	return 0
 }
 
@@ -206,27 +297,66 @@ func unloadIfLoaded() error {
 	return kexec.Unload()
 }
 
+// guardRecord is the state that the lines on the guard's pipe describe.
+type guardRecord struct {
+	// phase is the last phase ksu update entered.
+	phase string
+	// disarmed is true when ksu update disarmed the guard.
+	disarmed bool
+	// borrowed are the injected calls whose threads did not get their
+	// state back, by thread id.
+	borrowed map[int]ptrace.Injection
+}
+
 // readGuardPipe reads the guard's pipe until guardDisarm or end of file.
-// It returns the last phase ksu update entered and whether it disarmed
-// the guard. The error is nil at end of file.
-func readGuardPipe(pipe io.Reader) (phase string, disarmed bool, err error) {
-	phase = "freeze and dump" // the guard starts right before the freeze
+// The error is nil at end of file. A line that does not parse is logged
+// and skipped.
+func readGuardPipe(pipe io.Reader) (guardRecord, error) {
+	rec := guardRecord{phase: "freeze and dump", borrowed: map[int]ptrace.Injection{}} // the guard starts right before the freeze
 	r := bufio.NewReader(pipe)
 	for {
 		line, err := r.ReadString('\n')
 		if strings.HasPrefix(line, string(guardDisarm)) {
-			return phase, true, nil
+			rec.disarmed = true
+			return rec, nil
 		}
-		if name, ok := strings.CutPrefix(line, guardPhase); ok && strings.HasSuffix(name, "\n") {
-			phase = strings.TrimSuffix(name, "\n")
+		if text, ok := strings.CutSuffix(line, "\n"); ok {
+			if perr := rec.apply(text); perr != nil {
+				fmt.Fprintf(os.Stderr, "ksu resume guard: %v\n", perr)
+			}
 		}
 		if errors.Is(err, io.EOF) {
-			return phase, false, nil
+			return rec, nil
 		}
 		if err != nil {
-			return phase, false, err
+			return rec, err
 		}
 	}
+}
+
+// apply records one line of the guard's pipe.
+func (rec *guardRecord) apply(line string) error {
+	if name, ok := strings.CutPrefix(line, guardPhase); ok {
+		rec.phase = name
+		return nil
+	}
+	if text, ok := strings.CutPrefix(line, guardBorrow); ok {
+		var inj ptrace.Injection
+		if err := inj.UnmarshalText([]byte(text)); err != nil {
+			return err
+		}
+		rec.borrowed[inj.TID] = inj
+		return nil
+	}
+	if text, ok := strings.CutPrefix(line, guardReturn); ok {
+		tid, err := strconv.Atoi(text)
+		if err != nil {
+			return fmt.Errorf("invalid thread id in %q", line)
+		}
+		delete(rec.borrowed, tid)
+		return nil
+	}
+	return fmt.Errorf("unknown line %q on the pipe", line)
 }
 
 // ownCgroup returns the cgroup v2 directory of this process, or "" if

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ksu-project/ksu/pkg/procfs"
+	"github.com/ksu-project/ksu/pkg/ptrace"
 )
 
 // stoppedChild starts sleep and stops it with SIGSTOP.
@@ -91,27 +94,45 @@ func TestGuardDisarmed(t *testing.T) {
 }
 
 func TestReadGuardPipe(t *testing.T) {
+	inj := ptrace.Injection{TID: 412, Site: 0x7ffd1000, Regs: ptrace.Regs{Rip: 0x401000, Rax: 7}}
+	text, err := inj.MarshalText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	borrow := "borrow " + string(text) + "\n"
 	for _, tt := range []struct {
 		name, input  string
 		wantPhase    string
 		wantDisarmed bool
+		wantBorrowed []int
 	}{
-		{"end of file at once", "", "freeze and dump", false},
-		{"disarmed at once", "d", "freeze and dump", true},
-		{"last phase named", "phase load\nphase sync\n", "sync", false},
-		{"disarmed after phases", "phase load\nd", "load", true},
-		{"partial line ignored", "phase load\nphase sy", "load", false},
+		{"end of file at once", "", "freeze and dump", false, nil},
+		{"disarmed at once", "d", "freeze and dump", true, nil},
+		{"last phase named", "phase load\nphase sync\n", "sync", false, nil},
+		{"disarmed after phases", "phase load\nd", "load", true, nil},
+		{"partial line ignored", "phase load\nphase sy", "load", false, nil},
+		{"borrow outstanding", borrow, "freeze and dump", false, []int{412}},
+		{"borrow returned", borrow + "return 412\n", "freeze and dump", false, nil},
+		{"return of another thread", borrow + "return 413\n", "freeze and dump", false, []int{412}},
+		{"unknown line skipped", "what\n" + borrow, "freeze and dump", false, []int{412}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			phase, disarmed, err := readGuardPipe(strings.NewReader(tt.input))
+			rec, err := readGuardPipe(strings.NewReader(tt.input))
 			if err != nil {
 				t.Fatalf("readGuardPipe(%q) error = %v, want nil", tt.input, err)
 			}
-			if phase != tt.wantPhase {
-				t.Errorf("readGuardPipe(%q) phase = %q, want %q", tt.input, phase, tt.wantPhase)
+			if rec.phase != tt.wantPhase {
+				t.Errorf("readGuardPipe(%q) phase = %q, want %q", tt.input, rec.phase, tt.wantPhase)
 			}
-			if disarmed != tt.wantDisarmed {
-				t.Errorf("readGuardPipe(%q) disarmed = %t, want %t", tt.input, disarmed, tt.wantDisarmed)
+			if rec.disarmed != tt.wantDisarmed {
+				t.Errorf("readGuardPipe(%q) disarmed = %t, want %t", tt.input, rec.disarmed, tt.wantDisarmed)
+			}
+			got := slices.Sorted(maps.Keys(rec.borrowed))
+			if !slices.Equal(got, tt.wantBorrowed) {
+				t.Errorf("readGuardPipe(%q) borrowed threads = %v, want %v", tt.input, got, tt.wantBorrowed)
+			}
+			if b, ok := rec.borrowed[412]; ok && (b.Site != inj.Site || b.Regs != inj.Regs) {
+				t.Errorf("readGuardPipe(%q) borrowed[412] = %+v, want %+v", tt.input, b, inj)
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/ksu-project/ksu/pkg/kexec"
 	"github.com/ksu-project/ksu/pkg/phase"
 	"github.com/ksu-project/ksu/pkg/procfs"
+	"github.com/ksu-project/ksu/pkg/ptrace"
 	"github.com/ksu-project/ksu/pkg/snapshot"
 )
 
@@ -68,14 +69,14 @@ func listTrees(roots []int) ([]int, error) {
 // snapshot into initrd as a cpio archive in initramfs.SnapshotDir. The
 // processes stay stopped (SIGSTOP) on success; on failure Dump has
 // already let them run on. It logs the freeze and dump markers.
-func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, stopped jobStops, log *switchLog) error {
+func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, stopped jobStops, journal ptrace.Journal, log *switchLog) error {
 	dir := strings.TrimPrefix(initramfs.SnapshotDir, "/")
 	cw, err := snapshot.NewCPIOWriter(initrd, dir, 0)
 	if err != nil {
 		return err
 	}
 	fw := &failpointWriter{w: cw, name: "freeze"}
-	opts := dump.Options{PIDs: roots, Exit: dump.ExitStopped, Producer: "ksu update"}
+	opts := dump.Options{PIDs: roots, Exit: dump.ExitStopped, Producer: "ksu update", Journal: journal}
 	w := progress.trackDump(fw, &opts)
 	stats, err := dumpRetrying(func() (dump.Stats, error) { return dump.Dump(w, opts) }, fw, log)
 	progress.clear()

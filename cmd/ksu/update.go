@@ -181,11 +181,11 @@ func update(o updateOptions) error {
 	defer guard.disarm()
 	var dry *dryRun
 	if o.dryRun && len(o.pids) > 0 {
-		if dry, err = dumpDryRun(initrd, o.pids, log); err != nil {
+		if dry, err = dumpDryRun(initrd, o.pids, guard, log); err != nil {
 			return fmt.Errorf("phase freeze and dump, nothing was changed: %w", err)
 		}
 	} else if len(o.pids) > 0 {
-		if err := dumpIntoInitrd(initrd, o.pids, stopped, log); err != nil {
+		if err := dumpIntoInitrd(initrd, o.pids, stopped, guard, log); err != nil {
 			return errors.Join(fmt.Errorf("phase freeze and dump, nothing was changed: %w", err),
 				releaseAfterDump(initrd, o.pids, log))
 		}

@@ -19,10 +19,8 @@
 // removes.
 //
 // Until Dump returns, the processes are stopped. On any error they
-// resume where they were. When the trees hold TCP connections, each
-// process that was running also gets one SIGCONT, because the dump
-// queues a SIGSTOP before the sockets enter repair mode, so that the
-// processes stay stopped if the tracer dies. On
-// success they resume, stay stopped or are killed, as Options.Exit
-// requests.
+// resume where they were. Each process that was running also gets one
+// SIGCONT, because the freeze sends it a SIGSTOP, so that it stays
+// stopped if the dumper dies (see hold). On success they resume, stay
+// stopped or are killed, as Options.Exit requests.
 package dump

@@ -34,6 +34,10 @@ type Options struct {
 	Producer string
 	// Writer sets the zstd level and concurrency of the snapshot stream.
 	Writer snapshot.WriterOptions
+	// Journal, if not nil, learns about every call the dump injects, so
+	// that a watchdog can undo one that the dumper's death interrupts
+	// (ptrace.Undo).
+	Journal ptrace.Journal
 	// Progress, if not nil, is called after each chunk of page contents
 	// with the bytes of page contents written so far, from the goroutine
 	// that called Dump. It must return quickly, because the processes are
@@ -60,15 +64,17 @@ func Dump(w io.Writer, opts Options) (Stats, error) {
 	if len(opts.PIDs) == 0 {
 		return Stats{}, errors.New("dump: no process given")
 	}
-	t := ptrace.NewTracer()
+	t := ptrace.NewTracer(ptrace.WithJournal(opts.Journal))
+	h := newHold()
 	ok := false
 	defer func() {
 		if !ok {
 			// Until the kexec, frozen processes always resume.
 			t.Close()
+			_ = h.release()
 		}
 	}()
-	pids, err := freeze(t, opts.PIDs)
+	pids, err := freeze(t, opts.PIDs, h)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -77,7 +83,7 @@ func Dump(w io.Writer, opts Options) (Stats, error) {
 	if err != nil {
 		return stats, err
 	}
-	procs, err := collect(t, live, opts.Exit)
+	procs, err := collect(t, live, opts.Exit, h)
 	if err != nil {
 		return stats, err
 	}
@@ -101,7 +107,7 @@ func Dump(w io.Writer, opts Options) (Stats, error) {
 		return stats, err
 	}
 	ok = true
-	if err := finish(t, pids, opts.Exit); err != nil {
+	if err := finish(t, pids, opts.Exit, h); err != nil {
 		return stats, err
 	}
 	stats.Total = time.Since(start)
@@ -181,8 +187,9 @@ func writeRecords(sw *snapshot.Writer, procs []*process) error {
 // finish ends the dump as exit requests, with the processes still held.
 // A pending SIGSTOP stops every thread on its way out of the ptrace stop,
 // before it runs any instruction, so the killed or stopped processes do
-// nothing after the dump.
-func finish(t *ptrace.Tracer, pids []int, exit Exit) error {
+// nothing after the dump. Processes that run on get the SIGCONT that
+// ends h.
+func finish(t *ptrace.Tracer, pids []int, exit Exit, h *hold) error {
 	if exit != ExitRunning {
 		for _, pid := range pids {
 			if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
@@ -192,6 +199,9 @@ func finish(t *ptrace.Tracer, pids []int, exit Exit) error {
 		}
 	}
 	err := t.Close()
+	if exit == ExitRunning {
+		err = errors.Join(err, h.release())
+	}
 	if exit == ExitKill {
 		for _, pid := range pids {
 			// A zombie whose parent was killed just before may already

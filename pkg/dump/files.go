@@ -114,10 +114,6 @@ type fileTable struct {
 	unixSocks *unixTable // set when the first Unix socket is recorded
 	tcp       *tcpTable  // set when established TCP sockets are saved
 	objects   *objectTable
-	// running are the dumped processes that were not stopped by a
-	// job-control signal, which readTCP stops before the first TCP
-	// socket enters repair mode.
-	running []int
 }
 
 type fdRef struct{ pid, fd int }

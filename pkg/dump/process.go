@@ -25,7 +25,7 @@ type process struct {
 // rejected object anywhere stops the dump before memory is read. exit
 // is the processes' fate after the dump: only a dump that kills them may
 // accept pending Unix connections to read their data.
-func collect(t *ptrace.Tracer, pids []int, exit Exit) ([]*process, error) {
+func collect(t *ptrace.Tracer, pids []int, exit Exit, h *hold) ([]*process, error) {
 	var rejects []error
 	for _, pid := range pids {
 		for _, r := range check(pid) {
@@ -38,7 +38,7 @@ func collect(t *ptrace.Tracer, pids []int, exit Exit) ([]*process, error) {
 	files := newFileTable()
 	var procs []*process
 	for _, pid := range pids {
-		p, err := record(t, pid, files)
+		p, err := record(t, pid, files, h)
 		if err != nil {
 			return nil, err
 		}
@@ -53,23 +53,10 @@ func collect(t *ptrace.Tracer, pids []int, exit Exit) ([]*process, error) {
 	if err := files.linkUnix(); err != nil {
 		return nil, err
 	}
-	files.running = runningPIDs(procs)
 	if err := files.readSocketQueues(exit); err != nil {
 		return nil, err
 	}
 	return procs, nil
-}
-
-// runningPIDs returns the pids of procs that no job-control signal
-// stopped before the dump.
-func runningPIDs(procs []*process) []int {
-	var pids []int
-	for _, p := range procs {
-		if p.proc.State != snapshot.StateStopped {
-			pids = append(pids, p.pid)
-		}
-	}
-	return pids
 }
 
 // check lists every object of pid that the snapshot cannot hold.
@@ -124,8 +111,8 @@ func checkTracer(pid int, st procfs.Status) *RejectError {
 			st.TracerPid)}
 }
 
-// record reads everything about stopped process pid.
-func record(t *ptrace.Tracer, pid int, files *fileTable) (*process, error) {
+// record reads everything about stopped process pid, which h holds.
+func record(t *ptrace.Tracer, pid int, files *fileTable, h *hold) (*process, error) {
 	stat, err := procfs.ReadStat(procRoot, pid)
 	if err != nil {
 		return nil, err
@@ -141,15 +128,15 @@ func record(t *ptrace.Tracer, pid int, files *fileTable) (*process, error) {
 	if err := recordIdentity(pid, st, p.proc); err != nil {
 		return nil, err
 	}
-	stopped, err := groupStopped(t, pid)
-	if err != nil {
-		return nil, err
-	}
-	if stopped {
+	if h.jobStopped[pid] {
 		p.proc.State = snapshot.StateStopped
 	}
 	if err := withScratch(t, pid, func(s *scratch) error { return recordInjected(t, s, p) }); err != nil {
 		return nil, err
+	}
+	p.proc.Pending = h.dropHeldSignals(pid, p.proc.Pending)
+	for i := range p.proc.Threads {
+		p.proc.Threads[i].Pending = h.dropHeldSignals(pid, p.proc.Threads[i].Pending)
 	}
 	if p.proc.FDs, err = files.recordFDs(pid); err != nil {
 		return nil, err

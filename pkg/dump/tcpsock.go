@@ -6,20 +6,16 @@ import (
 	"fmt"
 	"net/netip"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ksu-project/ksu/pkg/netlock"
 	"github.com/ksu-project/ksu/pkg/snapshot"
 	"github.com/ksu-project/ksu/pkg/tcprepair"
 )
 
 // tcpTable tracks the established TCP sockets that the dump put into
-// repair mode, whether it set the packet drop, and the processes it
-// sent SIGSTOP to.
+// repair mode and whether it set the packet drop.
 type tcpTable struct {
 	repaired []fdRef
 	locked   bool
-	stopped  []int
 }
 
 // readTCP drops the packets of every established TCP connection of the
@@ -45,9 +41,6 @@ func (ft *fileTable) readTCP() error {
 	}
 	if ft.tcp == nil {
 		ft.tcp = &tcpTable{}
-	}
-	if err := ft.stopRunning(); err != nil {
-		return errors.Join(err, ft.releaseTCP())
 	}
 	if err := netlock.Lock(conns); err != nil {
 		return errors.Join(err, ft.releaseTCP())
@@ -83,34 +76,9 @@ func (ft *fileTable) saveTCP(f *snapshot.File) error {
 	return nil
 }
 
-// stopRunning queues SIGSTOP to every dumped process that was running.
-// A process that runs while its sockets are in repair mode fails every
-// read and write on them, and when it then closes one, the kernel sends
-// the peer neither FIN nor reset, so the peer waits for replies that
-// never come. The tracees are in a
-// ptrace stop, so the signal stays pending. If the dumper dies, the
-// kernel detaches them and each thread takes the SIGSTOP before it runs
-// any instruction, until the caller's cleanup (ReleaseConnections, then
-// SIGCONT) resumes them. readTCP runs after the last injected call, so
-// no tracee takes the signal while traced.
-func (ft *fileTable) stopRunning() error {
-	for _, pid := range ft.running {
-		if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
-			return fmt.Errorf("stop process %d before the TCP repair: %w", pid, err)
-		}
-		ft.tcp.stopped = append(ft.tcp.stopped, pid)
-	}
-	return nil
-}
-
-// releaseTCP takes every saved socket out of repair mode, lifts the
-// packet drop and withdraws the SIGSTOP of stopRunning, for processes
-// that go on running on this kernel. The SIGCONT that withdraws it
-// discards the pending SIGSTOP when it is sent, so the processes run on
-// once detached.
-//
-// NOTE: the processes then also receive that SIGCONT, which only a
-// process with a SIGCONT handler notices.
+// releaseTCP takes every saved socket out of repair mode and lifts the
+// packet drop, for processes that go on running on this kernel. The
+// hold's SIGCONT comes after it (hold.release).
 func (ft *fileTable) releaseTCP() error {
 	if ft.tcp == nil {
 		return nil
@@ -131,12 +99,6 @@ func (ft *fileTable) releaseTCP() error {
 		errs = append(errs, netlock.Unlock())
 		ft.tcp.locked = false
 	}
-	for _, pid := range ft.tcp.stopped {
-		if err := unix.Kill(pid, unix.SIGCONT); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("withdraw the SIGSTOP of process %d: %w", pid, err))
-		}
-	}
-	ft.tcp.stopped = nil
 	return errors.Join(errs...)
 }
 

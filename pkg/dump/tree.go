@@ -29,9 +29,10 @@ const maxFreezePasses = 16
 // time namespace step of ksu-init would lift it.
 var namespaces = []string{"pid", "mnt", "net", "ipc", "uts", "user", "cgroup"}
 
-// freeze seizes and interrupts every thread of the trees rooted at roots
-// and returns the pids in the order parents first.
-func freeze(t *ptrace.Tracer, roots []int) ([]int, error) {
+// freeze seizes and interrupts every thread of the trees rooted at roots,
+// holds each process with h and returns the pids in the order parents
+// first.
+func freeze(t *ptrace.Tracer, roots []int, h *hold) ([]int, error) {
 	for _, pid := range roots {
 		if pid == os.Getpid() {
 			return nil, &RejectError{PID: pid, Object: "process", Kind: "dumper", Reason: "ksu cannot dump itself"}
@@ -43,7 +44,7 @@ func freeze(t *ptrace.Tracer, roots []int) ([]int, error) {
 		if err != nil {
 			return nil, err
 		}
-		changed, err := holdAll(t, pids, held)
+		changed, err := holdAll(t, pids, held, h)
 		if err != nil {
 			return nil, err
 		}
@@ -54,9 +55,9 @@ func freeze(t *ptrace.Tracer, roots []int) ([]int, error) {
 	return nil, fmt.Errorf("freeze: threads or children still appear after %d passes", maxFreezePasses)
 }
 
-// holdAll seizes and interrupts every thread of pids and reports whether
-// any thread was new.
-func holdAll(t *ptrace.Tracer, pids []int, held map[int]bool) (bool, error) {
+// holdAll seizes and interrupts every thread of pids, holds each process
+// with h and reports whether any thread was new.
+func holdAll(t *ptrace.Tracer, pids []int, held map[int]bool, h *hold) (bool, error) {
 	changed := false
 	for _, pid := range pids {
 		if zombie, err := isZombie(pid); err != nil || zombie {
@@ -79,6 +80,9 @@ func holdAll(t *ptrace.Tracer, pids []int, held map[int]bool) (bool, error) {
 		}
 		if err := t.InterruptProcess(pid); err != nil {
 			return false, fmt.Errorf("freeze process %d: %w", pid, err)
+		}
+		if err := h.stop(t, pid); err != nil {
+			return false, err
 		}
 		tasks, err := procfs.Tasks(procRoot, pid)
 		if err != nil {

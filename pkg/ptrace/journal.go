@@ -34,9 +34,14 @@ type Journal interface {
 	Return(tid int) error
 }
 
-// WithJournal makes the Tracer tell j about every injected call.
+// WithJournal makes the Tracer pass every injected call to j. A nil j
+// changes nothing.
 func WithJournal(j Journal) Option {
-	return func(t *Tracer) { t.journal = j }
+	return func(t *Tracer) {
+		if j != nil {
+			t.journal = j
+		}
+	}
 }
 
 // noJournal is the Journal of a Tracer without WithJournal.
