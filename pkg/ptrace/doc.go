@@ -29,6 +29,7 @@
 //   - If the Tracer's process dies, the kernel detaches every tracee and
 //     lets it run on from the registers and memory it has at that
 //     moment. Between injected calls that is the tracee's own state, so
-//     it continues unharmed. During an injected call it is not: see
-//     Tracer.Syscall.
+//     it continues unharmed. During an injected call it is not, unless a
+//     SIGSTOP holds the tracee and a Journal and Undo give the state
+//     back: see Tracer.Syscall.
 package ptrace
