@@ -24,9 +24,11 @@ import (
 //
 // NOTE: once the group-stop is complete, the kernel sends the parent a
 // SIGCHLD with CLD_STOPPED, and the SIGCONT that ends a failed dump a
-// second one with CLD_CONTINUED. A parent inside the trees does not
-// see the first in the snapshot (dropHeldSignals), but a parent outside
-// them, such as a shell, sees both and may report the job as stopped.
+// second one with CLD_CONTINUED. A parent inside the trees is recorded
+// before its children's first injected call, so the first misses the
+// snapshot, and dropHeldSignals drops it should the order change. A
+// parent outside them, such as a shell, sees both and may report the
+// job as stopped.
 type hold struct {
 	// sigstopped are the processes the dump sent SIGSTOP to.
 	sigstopped map[int]bool

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
@@ -27,6 +28,11 @@ const (
 
 // TestMain runs the tracer helper instead of the tests when helperEnv is
 // set. A failing helper panics, because pkg/ code does not call os.Exit.
+//
+// Before the tests it marks every descriptor above 2 close-on-exec. The
+// program that started the test binary may have leaked a pipe into it,
+// os/exec would pass it on, and the dump rejects a child that holds a
+// pipe end whose other end is outside the dumped trees.
 func TestMain(m *testing.M) {
 	if name := os.Getenv(helperEnv); name != "" {
 		if name != "tracer" {
@@ -36,6 +42,9 @@ func TestMain(m *testing.M) {
 			panic(fmt.Sprintf("helper tracer: %v", err))
 		}
 		return
+	}
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		panic(fmt.Sprintf("close_range(3, ~0, CLOSE_RANGE_CLOEXEC): %v", err))
 	}
 	m.Run()
 }
