@@ -1,15 +1,14 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/ksu-project/ksu/pkg/klog"
+	"github.com/ksu-project/ksu/pkg/procfs"
 )
 
 // restoredMarkerDir contains one marker file per held unit. While a
@@ -37,13 +36,6 @@ var unitDirs = []string{
 // systemd-sysv-generator writes a NAME.service at boot.
 const sysvInitDir = "/etc/init.d"
 
-// unitNameRE matches a service name that systemd accepts: the
-// characters of systemd.unit(5) ("Unit names can consist of ...").
-var unitNameRE = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.service$`)
-
-// maxUnitName is systemd's limit on the length of a unit name.
-const maxUnitName = 255
-
 // heldUnit is a systemd service whose restored processes still run, and
 // which systemd skips starting on this boot. Otherwise systemd would start
 // a second instance next to them and, when that start fails, stop the
@@ -56,36 +48,6 @@ type heldUnit struct {
 	// again. DropIn is the drop-in whose condition tests for it.
 	Marker string `json:"marker"`
 	DropIn string `json:"drop_in"`
-}
-
-// serviceOfCgroup returns the service whose cgroup contains the cgroup
-// v2 group path, and the service's own cgroup: the first component below
-// the slices, when it is a .service. A .scope (a login session or a
-// systemd-run --scope), a group outside any unit, and the root return
-// false.
-func serviceOfCgroup(path string) (name, cgroup string, ok bool) {
-	components := strings.Split(strings.Trim(path, "/"), "/")
-	for i, c := range components {
-		if strings.HasSuffix(c, ".slice") {
-			continue
-		}
-		if strings.HasSuffix(c, ".service") && unitNameRE.MatchString(c) && len(c) <= maxUnitName {
-			return c, "/" + strings.Join(components[:i+1], "/"), true
-		}
-		return "", "", false
-	}
-	return "", "", false
-}
-
-// parseCgroupFile returns the cgroup v2 path of /proc/PID/cgroup's
-// content: the path of the "0::" line.
-func parseCgroupFile(content string) (string, error) {
-	for _, line := range strings.Split(content, "\n") {
-		if path, ok := strings.CutPrefix(line, "0::"); ok {
-			return path, nil
-		}
-	}
-	return "", errors.New("no cgroup v2 entry (0::)")
 }
 
 // hasUnitFile reports whether root has a unit file for the service name,
@@ -113,18 +75,17 @@ func hasUnitFile(root, name string) bool {
 func groupByService(log klog.Logger, procDir string, pids []int32) []heldUnit {
 	var units []heldUnit
 	for _, pid := range pids {
-		path := filepath.Join(procDir, fmt.Sprint(pid), "cgroup")
-		content, err := os.ReadFile(path)
+		cgroups, err := procfs.ReadCgroup(procDir, int(pid))
 		if err != nil {
 			log.Printf("read cgroup of restored process %d: %v", pid, err)
 			continue
 		}
-		cgroup, err := parseCgroupFile(string(content))
-		if err != nil {
-			log.Printf("read cgroup of restored process %d: %s: %v", pid, path, err)
+		cgroup, ok := procfs.UnifiedPath(cgroups)
+		if !ok {
+			log.Printf("read cgroup of restored process %d: no cgroup v2 entry (0::)", pid)
 			continue
 		}
-		name, unitCgroup, ok := serviceOfCgroup(cgroup)
+		name, unitCgroup, ok := procfs.ServiceOf(cgroup)
 		if !ok {
 			continue
 		}

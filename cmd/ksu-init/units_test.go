@@ -11,54 +11,6 @@ import (
 	"github.com/ksu-project/ksu/pkg/klog"
 )
 
-func TestServiceOfCgroup(t *testing.T) {
-	for _, tt := range []struct {
-		path, name, cgroup string
-		ok                 bool
-	}{
-		{"/system.slice/r6380.service", "r6380.service", "/system.slice/r6380.service", true},
-		{"/system.slice/app.service/worker", "app.service", "/system.slice/app.service", true},
-		{"/system.slice/system-getty.slice/getty@tty1.service", "getty@tty1.service", "/system.slice/system-getty.slice/getty@tty1.service", true},
-		{`/system.slice/systemd-fsck@dev-disk-by\x2dlabel-root.service`, `systemd-fsck@dev-disk-by\x2dlabel-root.service`, `/system.slice/systemd-fsck@dev-disk-by\x2dlabel-root.service`, true},
-		{"/foo.service", "foo.service", "/foo.service", true},
-		// The system manager's unit is user@1000.service, not the user
-		// manager's app.service inside it.
-		{"/user.slice/user-1000.slice/user@1000.service/app.slice/app.service", "user@1000.service", "/user.slice/user-1000.slice/user@1000.service", true},
-		{"/user.slice/user-1000.slice/session-3.scope", "", "", false},
-		{"/system.slice/run-r1.scope", "", "", false},
-		{"/init.scope", "", "", false},
-		{"/", "", "", false},
-		{"", "", "", false},
-		{"/ksu-test/a.service", "", "", false},
-		{"/system.slice", "", "", false},
-		{"/system.slice/bad name.service", "", "", false},
-		{"/system.slice/" + strings.Repeat("a", 250) + ".service", "", "", false},
-	} {
-		name, cgroup, ok := serviceOfCgroup(tt.path)
-		if name != tt.name || cgroup != tt.cgroup || ok != tt.ok {
-			t.Errorf("serviceOfCgroup(%q) = %q, %q, %v, want %q, %q, %v", tt.path, name, cgroup, ok, tt.name, tt.cgroup, tt.ok)
-		}
-	}
-}
-
-func TestParseCgroupFile(t *testing.T) {
-	for _, tt := range []struct {
-		content, want string
-		wantErr       bool
-	}{
-		{"0::/system.slice/r6380.service\n", "/system.slice/r6380.service", false},
-		{"1:name=systemd:/x\n0::/system.slice/a.service\n", "/system.slice/a.service", false},
-		{"0::/\n", "/", false},
-		{"1:name=systemd:/x\n", "", true},
-		{"", "", true},
-	} {
-		got, err := parseCgroupFile(tt.content)
-		if got != tt.want || (err != nil) != tt.wantErr {
-			t.Errorf("parseCgroupFile(%q) = %q, %v, want %q, error %v", tt.content, got, err, tt.want, tt.wantErr)
-		}
-	}
-}
-
 // writeFiles creates each file of files, relative to root, with its
 // content.
 func writeFiles(t *testing.T, root string, files map[string]string) {

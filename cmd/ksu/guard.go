@@ -362,16 +362,15 @@ func (rec *guardRecord) apply(line string) error {
 // ownCgroup returns the cgroup v2 directory of this process, or "" if
 // it has none.
 func ownCgroup() string {
-	b, err := os.ReadFile("/proc/self/cgroup")
+	cgroups, err := procfs.ReadCgroup(procRoot, os.Getpid())
 	if err != nil {
 		return ""
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if path, ok := strings.CutPrefix(line, "0::"); ok {
-			return filepath.Join("/sys/fs/cgroup", path)
-		}
+	path, ok := procfs.UnifiedPath(cgroups)
+	if !ok {
+		return ""
 	}
-	return ""
+	return filepath.Join("/sys/fs/cgroup", path)
 }
 
 // oomKills returns the oom_kill count of the memory.events file of

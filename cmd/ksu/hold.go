@@ -2,8 +2,6 @@ package main
 
 import (
 	"path/filepath"
-	"regexp"
-	"strings"
 
 	"github.com/ksu-project/ksu/pkg/procfs"
 )
@@ -18,9 +16,6 @@ const holdParam = "ksu.hold"
 // maxHoldParam bounds the parameter, because the kernel's command line
 // is at most 2048 bytes on x86-64.
 const maxHoldParam = 1024
-
-// serviceNameRE matches a unit name that systemd accepts for a service.
-var serviceNameRE = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.service$`)
 
 // wholeServices returns the services whose cgroup, with its
 // sub-cgroups, holds only processes of the trees rooted at roots.
@@ -68,22 +63,11 @@ func (h host) serviceOf(pid int) (name, dir string, ok bool) {
 	if err != nil {
 		return "", "", false
 	}
-	for _, cg := range cgroups {
-		if cg.Hierarchy != 0 {
-			continue
-		}
-		components := strings.Split(strings.Trim(cg.Path, "/"), "/")
-		for i, c := range components {
-			if strings.HasSuffix(c, ".slice") {
-				continue
-			}
-			if serviceNameRE.MatchString(c) {
-				return c, "/" + strings.Join(components[:i+1], "/"), true
-			}
-			return "", "", false
-		}
+	path, ok := procfs.UnifiedPath(cgroups)
+	if !ok {
+		return "", "", false
 	}
-	return "", "", false
+	return procfs.ServiceOf(path)
 }
 
 // holdArg returns the holdParam parameter for services, or "" when there

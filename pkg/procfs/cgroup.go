@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -55,4 +56,41 @@ func ParseCgroup(r io.Reader) ([]Cgroup, error) {
 		cgroups = append(cgroups, cg)
 	}
 	return cgroups, sc.Err()
+}
+
+// UnifiedPath returns the path of the cgroup v2 entry ("0::PATH") of
+// cgroups, and false if there is none.
+func UnifiedPath(cgroups []Cgroup) (string, bool) {
+	for _, cg := range cgroups {
+		if cg.Hierarchy == 0 && len(cg.Controllers) == 0 {
+			return cg.Path, true
+		}
+	}
+	return "", false
+}
+
+// serviceNameRE matches a service name that systemd accepts: the
+// characters of systemd.unit(5) ("Unit names can consist of ...").
+var serviceNameRE = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.service$`)
+
+// maxUnitName is systemd's limit on the length of a unit name.
+const maxUnitName = 255
+
+// ServiceOf returns the systemd service whose cgroup contains the cgroup
+// v2 group path, and the service's own cgroup: the first component
+// below the slices, when it is a .service. A .scope (a login session or
+// a systemd-run --scope), a group outside any unit, and the root return
+// false.
+func ServiceOf(path string) (name, cgroup string, ok bool) {
+	components := strings.Split(strings.Trim(path, "/"), "/")
+	for i, c := range components {
+		if strings.HasSuffix(c, ".slice") {
+			continue
+		}
+		if serviceNameRE.MatchString(c) && len(c) <= maxUnitName {
+			return c, "/" + strings.Join(components[:i+1], "/"), true
+		}
+		return "", "", false
+	}
+	return "", "", false
 }
