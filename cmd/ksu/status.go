@@ -245,6 +245,11 @@ func printStatus(w io.Writer, res statusResult, asJSON bool) error {
 		fmt.Fprintf(w, "not restored: %s: %s\n", formatPIDs(f.PIDs), f.Reason)
 	}
 	for _, u := range r.Units {
+		if _, err := os.Stat(u.Marker); errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(w, "handed back to systemd: %s, its marker %s is gone and systemd manages the unit again\n",
+				u.Name, u.Marker)
+			continue
+		}
 		fmt.Fprintf(w, "held from systemd: %s, restored processes %s run in its cgroup and systemd did not start it\n",
 			u.Name, formatPIDs(u.PIDs))
 		fmt.Fprintf(w, "  to hand it back: stop processes %s, rm %s, systemctl start %s\n",

@@ -207,3 +207,31 @@ func TestPrintStatusRollback(t *testing.T) {
 		t.Errorf("status JSON = %s, want the rollback's from_kernel", js.String())
 	}
 }
+
+func TestPrintStatusHeldUnits(t *testing.T) {
+	dir := t.TempDir()
+	held := filepath.Join(dir, "redis-server.service")
+	if err := os.WriteFile(held, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := statusResult{Report: &updateReport{Units: []heldUnit{
+		{Name: "redis-server.service", PIDs: []int32{412}, Marker: held},
+		{Name: "app.service", PIDs: []int32{500}, Marker: filepath.Join(dir, "app.service")},
+	}}}
+	var text bytes.Buffer
+	if err := printStatus(&text, res, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"held from systemd: redis-server.service, restored processes [412]",
+		"to hand it back: stop processes [412], rm " + held,
+		"handed back to systemd: app.service",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("printStatus() = %q, want it to contain %q", text.String(), want)
+		}
+	}
+	if strings.Contains(text.String(), "held from systemd: app.service") {
+		t.Errorf("printStatus() = %q, want app.service, whose marker is gone, not shown as held", text.String())
+	}
+}
