@@ -9,21 +9,13 @@ import (
 )
 
 // allSignals is a signal mask that blocks every signal that can be
-// blocked, except SIGTRAP.
-//
-// N.B. Every injected call single-steps a syscall instruction, and the
-// kernel reports the step with a forced SIGTRAP. A forced signal that
-// the thread blocks resets its handler to SIG_DFL (force_sig_info_to_task
-// in kernel/signal.c), so blocking SIGTRAP here would undo the
-// process's SIGTRAP handler, which the Go runtime installs.
-//
-// Limitation: a SIGTRAP that was pending at the dump, queued again while
-// unblocked, reaches its handler during a later injected call instead of
-// after the resume. Installing the SIGTRAP handler after the last
-// injected call (or queueing SIGTRAP last) would lift it.
-const allSignals = ^uint64(0) &^ (1 << (unix.SIGTRAP - 1))
+// blocked. SIGTRAP is blocked too: an injected call stops at syscall-stops
+// that carry no signal (ptrace.Tracer.Syscall), so no forced SIGTRAP meets
+// the mask and resets the handler to SIG_DFL, as force_sig_info_to_task
+// in kernel/signal.c would.
+const allSignals = ^uint64(0)
 
-// blockAll blocks every signal but SIGTRAP in every thread of p with
+// blockAll blocks every signal in every thread of p with
 // PTRACE_SETSIGMASK, so that the signals and timers the restore queues
 // or arms stay pending while further calls are injected. A signal taken
 // during an injected call would run the process's handler early.
