@@ -6,7 +6,8 @@
  * standard signal pending for the process (sent twice, so it must stay
  * one), a signal pending for the main thread only, one pending for a
  * worker thread only, and three real-time signals queued with sigqueue
- * data that must come out in order.
+ * data that must come out in order. A blocked SIGTRAP with a handler
+ * must stay pending: the restore blocks it while it injects calls.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,7 +33,7 @@ struct disposition {
 	int mask_sig;
 };
 
-static volatile sig_atomic_t usr1_code, usr1_masked_ok, hup_runs, hup_unmasked;
+static volatile sig_atomic_t usr1_code, usr1_masked_ok, hup_runs, hup_unmasked, trap_runs;
 static int wake_pipe[2];
 static pid_t worker_tid;
 static const int rt_values[] = { 1234, 5678, 91011 };
@@ -63,10 +64,17 @@ static void on_chld(int sig)
 	(void)sig;
 }
 
+static void on_trap(int sig)
+{
+	(void)sig;
+	trap_runs++;
+}
+
 static struct disposition dispositions[] = {
 	{ SIGUSR1, (void *)on_usr1, SA_SIGINFO | SA_RESTART, SIGWINCH },
 	{ SIGHUP, (void *)on_hup, SA_NODEFER | SA_RESETHAND, 0 },
 	{ SIGCHLD, (void *)on_chld, SA_NOCLDSTOP | SA_RESTART, SIGALRM },
+	{ SIGTRAP, (void *)on_trap, 0, 0 },
 	{ SIGTERM, (void *)SIG_IGN, 0, 0 },
 	{ SIGPIPE, (void *)SIG_IGN, 0, 0 },
 };
@@ -127,6 +135,7 @@ static void block_signals(void)
 	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGWINCH);
 	sigaddset(&set, SIGRTMIN + 3);
+	sigaddset(&set, SIGTRAP);
 	if (sigprocmask(SIG_BLOCK, &set, NULL))
 		wl_die("sigprocmask");
 }
@@ -146,6 +155,7 @@ static pthread_t build(void)
 		usleep(1000);
 	kill(getpid(), SIGINT);
 	kill(getpid(), SIGINT);
+	kill(getpid(), SIGTRAP);
 	tgkill(getpid(), gettid(), SIGWINCH);
 	pthread_kill(th, SIGQUIT);
 	for (i = 0; i < 3; i++) {
@@ -230,6 +240,9 @@ static void check_pending(pthread_t th)
 	for (i = 0; i < 3; i++)
 		want_wait(SIGRTMIN + 3, SI_QUEUE, rt_values[i]);
 	want_none(SIGRTMIN + 3);
+	if (trap_runs)
+		wl_fail("SIGTRAP handler ran %d times while SIGTRAP was blocked", (int)trap_runs);
+	want_wait(SIGTRAP, SI_USER, 0);
 }
 
 /* check_delivery runs the handlers, which must still behave as their flags require. */
