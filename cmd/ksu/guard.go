@@ -177,13 +177,22 @@ func runGuard(roots string, pipe *os.File, cleanUp func(roots []int) error) int 
 	exited := fmt.Sprintf("ksu update %s in phase %s, before the kexec, without cleaning up",
 		exitCause(cgroup, kills, oomKills(cgroup)), rec.phase)
 	pids := parsePIDList(roots)
+	log := newSwitchLog()
 	undone, undoErr := undoInjections(pids, rec.borrowed)
-	if err := errors.Join(undoErr, cleanUp(pids)); err != nil {
-		newSwitchLog().Printf("resume guard: %s; cleanup failed: %v", exited, err)
+	if undoErr != nil {
+		// The trees are resumed all the same: a process left stopped
+		// helps no one.
+		log.Printf("resume guard: %s; giving back the state of injected calls failed: %v", exited, undoErr)
+	}
+	if err := cleanUp(pids); err != nil {
+		log.Printf("resume guard: %s; cleanup failed: %v", exited, err)
 		return 1
 	}
-	newSwitchLog().Printf("resume guard: %s; %s"+
+	log.Printf("resume guard: %s; %s"+
 		"thawed filesystems, unloaded any kexec kernel, resumed the trees of processes %v", exited, undone, pids)
+	if undoErr != nil {
+		return 1
+	}
 	return 0
 }
 
