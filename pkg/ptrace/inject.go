@@ -92,6 +92,9 @@ func (t *Tracer) Syscall(tid int, nr uintptr, args ...uintptr) (uintptr, error) 
 // before the call runs.
 func (t *Tracer) inject(th *thread, nr uintptr, args []uintptr) (uintptr, error) {
 	for range maxStops {
+		if err := t.keepHeld(th); err != nil {
+			return 0, err
+		}
 		saved, err := getRegs(th.tid)
 		if err != nil {
 			return 0, err
@@ -133,7 +136,8 @@ func (t *Tracer) inject(th *thread, nr uintptr, args []uintptr) (uintptr, error)
 
 // attempt passes inj to the journal, patches the site if inj has code,
 // runs one step and puts everything back. The journal learns of the
-// return only when the thread has its own state again.
+// return once the thread has its own state again or is gone, also when
+// the step failed.
 func (t *Tracer) attempt(th *thread, inj Injection, nr uintptr, args []uintptr) (stepResult, error) {
 	if err := t.journal.Borrow(inj); err != nil {
 		return stepResult{}, fmt.Errorf("journal the call: %w", err)
@@ -144,16 +148,26 @@ func (t *Tracer) attempt(th *thread, inj Injection, nr uintptr, args []uintptr) 
 		}
 	}
 	res, err := t.step(th, inj.Site, &inj.Regs, nr, args)
-	if len(inj.Code) > 0 && !errors.Is(err, ErrExited) {
+	exited := errors.Is(err, ErrExited)
+	codeBack := true
+	if len(inj.Code) > 0 && !exited {
 		if perr := poke(th.tid, inj.Site, inj.Code); perr != nil {
 			err = errors.Join(err, fmt.Errorf("restore code under the syscall instruction: %w", perr))
+			codeBack = false
+		}
+	}
+	restored := exited
+	if !exited && codeBack {
+		regs, rerr := getRegs(th.tid)
+		restored = rerr == nil && regs == inj.Regs
+	}
+	if restored {
+		if jerr := t.journal.Return(th.tid); jerr != nil {
+			err = errors.Join(err, fmt.Errorf("journal the call: %w", jerr))
 		}
 	}
 	if err != nil {
 		return stepResult{}, err
-	}
-	if err := t.journal.Return(th.tid); err != nil {
-		return stepResult{}, fmt.Errorf("journal the call: %w", err)
 	}
 	return res, nil
 }

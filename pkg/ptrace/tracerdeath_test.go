@@ -358,7 +358,7 @@ func deathFate(t *testing.T, cond deathCondition, state deathState) string {
 		return fate
 	}
 	releaseHeld(t, pid, cond, cgroup)
-	return fate + computeOutcome(tracee, &stderr)
+	return fate + computeOutcome(tracee, &stderr, 0)
 }
 
 // parseState decodes the deathtracer's "STATE" line.
@@ -424,10 +424,11 @@ func releaseHeld(t *testing.T, pid int, cond deathCondition, cgroup string) {
 // computeResult is compute(computeRounds), computed once.
 var computeResult = sync.OnceValue(func() uint64 { return compute(computeRounds) })
 
-// computeOutcome waits for the compute helper's result and returns
-// suffixSurvives if it is right, and otherwise what happened.
-func computeOutcome(h *helper, stderr *bytes.Buffer) string {
-	want := fmt.Sprintf("RESULT %d USR1 0", computeResult())
+// computeOutcome waits for the compute helper's result, which must
+// count usr1 SIGUSR1s, and returns suffixSurvives if it is right, and
+// otherwise what happened.
+func computeOutcome(h *helper, stderr *bytes.Buffer, usr1 int) string {
+	want := fmt.Sprintf("RESULT %d USR1 %d", computeResult(), usr1)
 	line := make(chan string, 1)
 	go func() {
 		if h.lines.Scan() {
