@@ -199,8 +199,9 @@ func runGuard(roots string, pipe *os.File, cleanUp func(roots []int) error) int 
 // untracedWait bounds how long the guard waits for the kernel to detach
 // the processes from the dead ksu update. The kernel closes a dying
 // process's files, which ends the guard's pipe, before it detaches the
-// process's tracees.
-const untracedWait = 5 * time.Second
+// process's tracees. A SIGCONT before the detach would let a thread
+// with borrowed registers run, so the bound is generous.
+const untracedWait = 30 * time.Second
 
 // undoInjections waits until no process of the trees rooted at roots is
 // traced any more, then gives each thread in borrowed back the state

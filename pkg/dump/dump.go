@@ -70,8 +70,8 @@ func Dump(w io.Writer, opts Options) (Stats, error) {
 	defer func() {
 		if !ok {
 			// Until the kexec, frozen processes always resume.
-			t.Close()
 			_ = h.release()
+			t.Close()
 		}
 	}()
 	pids, err := freeze(t, opts.PIDs, h)
@@ -188,7 +188,7 @@ func writeRecords(sw *snapshot.Writer, procs []*process) error {
 // A pending SIGSTOP stops every thread on its way out of the ptrace stop,
 // before it runs any instruction, so the killed or stopped processes do
 // nothing after the dump. Processes that run on get the SIGCONT that
-// ends h.
+// ends h, before the tracer detaches them.
 func finish(t *ptrace.Tracer, pids []int, exit Exit, h *hold) error {
 	if exit != ExitRunning {
 		for _, pid := range pids {
@@ -198,10 +198,11 @@ func finish(t *ptrace.Tracer, pids []int, exit Exit, h *hold) error {
 			}
 		}
 	}
-	err := t.Close()
+	var err error
 	if exit == ExitRunning {
-		err = errors.Join(err, h.release())
+		err = h.release()
 	}
+	err = errors.Join(err, t.Close())
 	if exit == ExitKill {
 		for _, pid := range pids {
 			// A zombie whose parent was killed just before may already

@@ -1,14 +1,21 @@
 package dump
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
 	"github.com/ksu-project/ksu/pkg/procfs"
@@ -131,4 +138,142 @@ func waitChild(t *testing.T, pid int) int {
 	}
 	t.Fatalf("process %d has no child after 5s", pid)
 	return 0
+}
+
+// helperParent starts "sleep 60" with its output on /dev/null, prints
+// "CHILD PID", and then prints "STOPPED" or "CONTINUED" for each stop
+// or continue of the child that waitid reports to it, as a shell
+// would see them, until the child exits.
+func helperParent() error {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	fmt.Printf("CHILD %d\n", cmd.Process.Pid)
+	for range 100 {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, cmd.Process.Pid, &info, unix.WSTOPPED|unix.WCONTINUED|unix.WEXITED, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		switch info.Code {
+		case cldStopped:
+			fmt.Println("STOPPED")
+		case cldContinued:
+			fmt.Println("CONTINUED")
+		default:
+			fmt.Println("EXITED")
+			return nil
+		}
+	}
+	return errors.New("more than 100 events")
+}
+
+// cldContinued is the si_code of a SIGCHLD for a child's continue.
+const cldContinued = 6
+
+// TestIntegrationHoldParentEvents dumps a child of the "parent" helper
+// with ExitRunning and lists what the parent saw. A child in the
+// foreground of its terminal, whose shell would take the terminal back
+// on a stop, must not stop at all; a child without a terminal is held
+// by a group-stop, which its parent sees stop and continue.
+func TestIntegrationHoldParentEvents(t *testing.T) {
+	needCap(t, unix.CAP_SYS_PTRACE)
+	for _, tt := range []struct {
+		name     string
+		terminal bool
+		want     []string
+	}{
+		{"foreground job", true, []string{"EXITED"}},
+		{"no terminal", false, []string{"STOPPED", "CONTINUED", "EXITED"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			lines, child := startParent(t, tt.terminal)
+			if _, err := Dump(io.Discard, Options{PIDs: []int{child}, Exit: ExitRunning}); err != nil {
+				t.Fatalf("Dump(%d) = %v", child, err)
+			}
+			waitState(t, child, 'S')
+			if err := unix.Kill(child, unix.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for line := range lines {
+				got = append(got, line)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("events the parent saw mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// startParent starts the "parent" helper, on a new pseudo-terminal as
+// its controlling terminal if terminal is true, and returns a channel
+// of its output lines after CHILD and the child's pid.
+func startParent(t *testing.T, terminal bool) (<-chan string, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=parent")
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if terminal {
+		tty := openPTY(t)
+		cmd.Stdin = tty
+		cmd.SysProcAttr.Setctty = true
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		t.Fatalf("parent helper printed nothing: %v", sc.Err())
+	}
+	child, err := strconv.Atoi(strings.TrimPrefix(sc.Text(), "CHILD "))
+	if err != nil {
+		t.Fatalf("parent helper printed %q, want CHILD PID", sc.Text())
+	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	return lines, child
+}
+
+// openPTY opens a new pseudo-terminal and returns its secondary side.
+// Both sides close when the test ends.
+func openPTY(t *testing.T) *os.File {
+	t.Helper()
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("skipping: open /dev/ptmx: %v", err)
+	}
+	master := os.NewFile(uintptr(fd), "/dev/ptmx")
+	t.Cleanup(func() { master.Close() })
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tty, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	return tty
 }

@@ -53,6 +53,9 @@ func collect(t *ptrace.Tracer, pids []int, exit Exit, h *hold) ([]*process, erro
 	if err := files.linkUnix(); err != nil {
 		return nil, err
 	}
+	if err := h.holdLate(); err != nil {
+		return nil, err
+	}
 	if err := files.readSocketQueues(exit); err != nil {
 		return nil, err
 	}

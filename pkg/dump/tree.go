@@ -81,7 +81,7 @@ func holdAll(t *ptrace.Tracer, pids []int, held map[int]bool, h *hold) (bool, er
 		if err := t.InterruptProcess(pid); err != nil {
 			return false, fmt.Errorf("freeze process %d: %w", pid, err)
 		}
-		if err := h.stop(t, pid); err != nil {
+		if err := h.stop(t, pid, held); err != nil {
 			return false, err
 		}
 		tasks, err := procfs.Tasks(procRoot, pid)

@@ -26,8 +26,7 @@ const (
 	traceeEnv = "KSU_TEST_TRACEE"
 )
 
-// TestMain runs the tracer helper instead of the tests when helperEnv is
-// set. A failing helper panics, because pkg/ code does not call os.Exit.
+// TestMain runs a helper instead of the tests when helperEnv is set. A failing helper panics, because pkg/ code does not call os.Exit.
 //
 // Before the tests it marks every descriptor above 2 close-on-exec. The
 // program that started the test binary may have leaked a pipe into it,
@@ -35,11 +34,13 @@ const (
 // pipe end whose other end is outside the dumped trees.
 func TestMain(m *testing.M) {
 	if name := os.Getenv(helperEnv); name != "" {
-		if name != "tracer" {
+		helpers := map[string]func() error{"tracer": helperTracer, "parent": helperParent}
+		fn, ok := helpers[name]
+		if !ok {
 			panic(fmt.Sprintf("unknown helper %q", name))
 		}
-		if err := helperTracer(); err != nil {
-			panic(fmt.Sprintf("helper tracer: %v", err))
+		if err := fn(); err != nil {
+			panic(fmt.Sprintf("helper %s: %v", name, err))
 		}
 		return
 	}

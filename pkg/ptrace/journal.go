@@ -108,8 +108,12 @@ var ErrMovedOn = errors.New("thread ran on after its tracer died")
 // it), puts back the patched code and the registers, then detaches.
 //
 // The thread must not run an instruction of its own between the
-// tracer's death and Undo. A group-stop in effect or a pending SIGSTOP
-// holds it (TestIntegrationTracerDeathStates), and it stays stopped.
+// tracer's death and Undo. A group-stop in effect holds it (GroupStop),
+// and it stays stopped.
+//
+// NOTE: Undo puts back registers and code, not what the call did. A
+// call that ran, such as the dump's mmap of a scratch page, leaves its
+// effect: one page stays mapped in that case.
 func Undo(inj Injection) error {
 	t := NewTracer()
 	defer t.Close()
