@@ -42,14 +42,13 @@ func (t *Tracer) GroupStop(pid int) error {
 
 // enterGroupStop brings stopped thread th into a group-stop. It first
 // lets th trap again, which puts it into a group-stop that is in effect
-// or starting. Without one, it sends SIGSTOP to th and resumes th
-// without an interrupt, so that th dequeues the SIGSTOP, and any signal
-// before it, in the kernel with its own registers.
+// or starting. The recorded stop may be stale: after a SIGCONT, a
+// seized thread stays in its stop and traps as an interrupt-stop only
+// when resumed. Without a group-stop, enterGroupStop sends SIGSTOP to th
+// and resumes th without an interrupt, so that th dequeues the SIGSTOP,
+// and any signal before it, in the kernel with its own registers.
 func (t *Tracer) enterGroupStop(th *thread) error {
 	for range maxStops {
-		if th.stop.Kind == StopGroup {
-			return nil
-		}
 		if err := t.resumeTrapped(th, 0); err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -231,8 +232,8 @@ func (j *recordJournal) Return(tid int) error {
 
 // TestIntegrationJournalReturns checks that every borrow of a call is
 // followed by its return, also for a call that fails at a failpoint
-// after the thread has its registers back, and that a call leaves a
-// thread that GroupStop holds in its group-stop.
+// after the thread has its registers back. A call must leave a thread
+// that GroupStop holds in its group-stop, also after a SIGCONT.
 func TestIntegrationJournalReturns(t *testing.T) {
 	needCap(t, unix.CAP_SYS_PTRACE)
 	h, tid := readyTid(t, "compute")
@@ -259,12 +260,27 @@ func TestIntegrationJournalReturns(t *testing.T) {
 	if stop.Kind != StopGroup {
 		t.Errorf("thread %d after a call: %v, want a group-stop", tid, stop)
 	}
+
+	// A SIGCONT from elsewhere ends the group-stop; the next call must
+	// start a new one before it borrows anything.
+	if err := unix.Kill(h.cmd.Process.Pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Syscall(tid, unix.SYS_GETPID); err != nil {
+		t.Fatalf("Syscall(%d, getpid) after SIGCONT = %v", tid, err)
+	}
+	if stop, err = tr.Interrupt(tid); err != nil {
+		t.Fatal(err)
+	}
+	if stop.Kind != StopGroup {
+		t.Errorf("thread %d after SIGCONT and a call: %v, want a group-stop", tid, stop)
+	}
 	t.Setenv(failpoint.EnvVar, PointExit)
 	if _, err := tr.Syscall(tid, unix.SYS_GETPID); err == nil {
 		t.Errorf("Syscall(%d, getpid) at failpoint %s = nil, want an error", tid, PointExit)
 	}
-	want := []string{fmt.Sprintf("borrow %d", tid), fmt.Sprintf("return %d", tid)}
-	want = append(want, want...)
+	call := []string{fmt.Sprintf("borrow %d", tid), fmt.Sprintf("return %d", tid)}
+	want := slices.Concat(call, call, call)
 	if diff := cmp.Diff(want, j.events); diff != "" {
 		t.Errorf("journal calls mismatch (-want +got):\n%s", diff)
 	}
