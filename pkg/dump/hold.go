@@ -22,9 +22,9 @@ import (
 // A process that a signal had stopped before the freeze (a suspended
 // job) is in a group-stop already, gets no SIGSTOP and stays stopped.
 //
-// The kernel tells a process's parent about its group-stop with a
-// SIGCHLD (CLD_STOPPED), and about the SIGCONT that ends a failed dump
-// with a second one. A parent inside the trees is recorded before its
+// The kernel reports a process's group-stop to its parent with a
+// SIGCHLD (CLD_STOPPED), and the SIGCONT that ends a failed dump with a
+// second one. A parent inside the trees is recorded before its
 // children's group-stops, so the first misses the snapshot, and
 // dropHeldSignals drops it should the order change. But a shell outside
 // the trees would see its foreground job stop and take the terminal

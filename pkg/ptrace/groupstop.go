@@ -11,10 +11,9 @@ import (
 
 // GroupStop puts process pid, whose threads are all attached and
 // stopped, into a group-stop, as a SIGSTOP without a tracer would, and
-// keeps it there: before each call that Syscall injects into the
-// process, a thread that is not in the group-stop, because a SIGCONT
-// ended it or because it has not taken part yet, is brought back into
-// it.
+// keeps it there. Before each call that Syscall injects into the
+// process, a thread outside the group-stop is brought back into it: a
+// SIGCONT may have ended the group-stop.
 //
 // While a group-stop is in effect, a thread that its dead tracer lets go
 // stops again before it dequeues any signal, so it takes no handler
