@@ -176,10 +176,11 @@ func helperParent() error {
 const cldContinued = 6
 
 // TestIntegrationHoldParentEvents dumps a child of the "parent" helper
-// with ExitRunning and lists what the parent saw. A child in the
-// foreground of its terminal, whose shell would take the terminal back
-// on a stop, must not stop at all; a child without a terminal is held
-// by a group-stop, which its parent sees stop and continue.
+// with ExitRunning and lists what waitid reported to the parent. A child
+// in the foreground of its terminal, whose shell would take the
+// terminal back on a stop, must not stop at all. A child without a
+// terminal is held by a group-stop, and the parent learns of its stop
+// and continue.
 func TestIntegrationHoldParentEvents(t *testing.T) {
 	needCap(t, unix.CAP_SYS_PTRACE)
 	for _, tt := range []struct {
@@ -224,6 +225,7 @@ func startParent(t *testing.T, terminal bool) (<-chan string, int) {
 		cmd.Stdin = tty
 		cmd.SysProcAttr.Setctty = true
 	}
+
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -235,6 +237,7 @@ func startParent(t *testing.T, terminal bool) (<-chan string, int) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
+
 	sc := bufio.NewScanner(stdout)
 	if !sc.Scan() {
 		t.Fatalf("parent helper printed nothing: %v", sc.Err())
