@@ -43,6 +43,21 @@ func startHolding(t *testing.T, stdout *os.File, files ...*os.File) int {
 	return cmd.Process.Pid
 }
 
+// startHoldingWriteEnd starts "sleep 60" holding the write end of a new
+// pipe as fd 3, and returns its pid and the read end, which only the
+// test holds and which closes when the test ends.
+func startHoldingWriteEnd(t *testing.T) (int, *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	pid := startHolding(t, nil, w)
+	w.Close()
+	return pid, r
+}
+
 // findBlocker returns the blocker of pid on object whose kind starts
 // with kind, or fails the test.
 func findBlocker(t *testing.T, got []blocker, pid int, object, kind string) blocker {
@@ -71,13 +86,7 @@ func testHolder() string {
 }
 
 func TestCheckPeersPipeOutside(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	pid := startHolding(t, nil, w)
-	w.Close()
+	pid, r := startHoldingWriteEnd(t)
 
 	got := checkPeers([]int{pid}, journalStdout)
 
@@ -287,13 +296,7 @@ func allSleeping(pids []int) bool {
 // TestCheckTreeNamesPeer checks that checkTreesDetail adds the peer
 // blockers to the tree of their process.
 func TestCheckTreeNamesPeer(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	pid := startHolding(t, nil, w)
-	w.Close()
+	pid, _ := startHoldingWriteEnd(t)
 
 	trees := checkTreesDetail([]int{pid})
 

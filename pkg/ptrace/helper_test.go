@@ -235,15 +235,8 @@ func startHelperTo(t testing.TB, name string, stderr io.Writer, env ...string) *
 // prefix, and returns the rest. It fails the test after timeout.
 func (h *helper) expect(t testing.TB, prefix string, timeout time.Duration) string {
 	t.Helper()
-	line := make(chan string, 1)
-	go func() {
-		if h.lines.Scan() {
-			line <- h.lines.Text()
-		}
-		close(line)
-	}()
 	select {
-	case l, ok := <-line:
+	case l, ok := <-h.nextLine():
 		if !ok {
 			t.Fatalf("helper output ended before %q: %v", prefix, h.lines.Err())
 		}
@@ -256,6 +249,19 @@ func (h *helper) expect(t testing.TB, prefix string, timeout time.Duration) stri
 		t.Fatalf("helper printed no %q line within %v", prefix, timeout)
 	}
 	return ""
+}
+
+// nextLine returns a channel that delivers the helper's next output line,
+// or is closed without one when the output ends.
+func (h *helper) nextLine() <-chan string {
+	line := make(chan string, 1)
+	go func() {
+		if h.lines.Scan() {
+			line <- h.lines.Text()
+		}
+		close(line)
+	}()
+	return line
 }
 
 // wait waits for the helper to exit and fails the test if it fails.

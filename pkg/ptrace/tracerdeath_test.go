@@ -87,23 +87,7 @@ func helperDeathTracer() error {
 	if _, err := t.SeizeProcess(pid, options); err != nil {
 		return err
 	}
-	if os.Getenv("KSU_TEST_STOPPED") == "true" {
-		// An interrupt sent to a thread already in its seize trap stays
-		// pending and traps the thread again on its next resume, so
-		// collect those traps first.
-		err = t.do(func() error {
-			for _, th := range t.threads {
-				if _, err := t.waitStop(th); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	if err := t.InterruptProcess(pid); err != nil {
+	if err := interruptSeized(t, pid, os.Getenv("KSU_TEST_STOPPED") == "true"); err != nil {
 		return err
 	}
 	if !state.sysgood {
@@ -126,6 +110,28 @@ func helperDeathTracer() error {
 	fmt.Printf("STATE %#x %s\n", site, encodeRegs(saved))
 	_, err = io.Copy(io.Discard, os.Stdin)
 	return err
+}
+
+// interruptSeized interrupts every thread of process pid, which t has
+// just seized. stopped marks a process in a group-stop: PTRACE_SEIZE
+// reports such a thread's stop by itself, and an interrupt sent while
+// that trap is uncollected stays pending and traps the thread again on
+// its next resume, so interruptSeized collects those traps first.
+func interruptSeized(t *Tracer, pid int, stopped bool) error {
+	if stopped {
+		err := t.do(func() error {
+			for _, th := range t.threads {
+				if _, err := t.waitStop(th); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return t.InterruptProcess(pid)
 }
 
 // injectUpTo sets th's registers for getpid at a vDSO syscall
@@ -429,15 +435,8 @@ var computeResult = sync.OnceValue(func() uint64 { return compute(computeRounds)
 // otherwise what happened.
 func computeOutcome(h *helper, stderr *bytes.Buffer, usr1 int) string {
 	want := fmt.Sprintf("RESULT %d USR1 %d", computeResult(), usr1)
-	line := make(chan string, 1)
-	go func() {
-		if h.lines.Scan() {
-			line <- h.lines.Text()
-		}
-		close(line)
-	}()
 	select {
-	case l, ok := <-line:
+	case l, ok := <-h.nextLine():
 		if !ok {
 			// The output ends when the helper dies, which may take
 			// a moment longer.

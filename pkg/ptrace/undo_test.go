@@ -57,22 +57,7 @@ func helperUndoTracer() error {
 	if _, err := t.SeizeProcess(pid, 0); err != nil {
 		return err
 	}
-	stopped := os.Getenv("KSU_TEST_STOPPED") == "true"
-	if stopped {
-		// Collect the seize traps first, as helperDeathTracer does.
-		err = t.do(func() error {
-			for _, th := range t.threads {
-				if _, err := t.waitStop(th); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	if err := t.InterruptProcess(pid); err != nil {
+	if err := interruptSeized(t, pid, os.Getenv("KSU_TEST_STOPPED") == "true"); err != nil {
 		return err
 	}
 
