@@ -280,9 +280,9 @@ func TestIntegrationUpdateFailsafe(t *testing.T) {
 	// A SIGKILL runs no cleanup in ksu, so its resume guard must do it.
 	// The three inject points kill ksu inside the first call that the
 	// dump injects (into redis or the clock): with the call's registers
-	// set, at the call's entry and at its exit, and the guard must put
-	// the thread's registers back. A kill at "freeze" hits the dump with the
-	// processes traced. From "compress" on they are stopped by the
+	// set, at the call's entry and at its exit. The guard must then put
+	// the thread's registers back. A kill at "freeze" hits the dump with
+	// the processes traced. From "compress" on they are stopped by the
 	// dump's SIGSTOP, with their connections in repair mode behind the
 	// packet drop, from "load" on a kernel is loaded, and at "sync" the
 	// root is frozen too.

@@ -25,7 +25,7 @@ const maxSeizePasses = 16
 // calls bypass the thread's seccomp filters but needs CAP_SYS_ADMIN.
 // PTRACE_O_EXITKILL makes the kernel kill the thread if the tracer dies,
 // which defeats the point of ksu: leave it out. PTRACE_O_TRACESYSGOOD is
-// always added, because Syscall tells its syscall-stops apart with it.
+// always added, because Syscall uses it to recognize its syscall-stops.
 func (t *Tracer) Seize(tid int, options int) error {
 	return t.do(func() error {
 		if _, ok := t.threads[tid]; ok {

@@ -21,15 +21,15 @@ import (
 // does not do that: a handled signal numbered below it, or one sent to
 // the thread, is delivered first.
 //
-// The group-stop tells the parent, with SIGCHLD (CLD_STOPPED), as any
-// stop of a child does.
+// The kernel reports the group-stop to the parent with a SIGCHLD
+// (CLD_STOPPED), as it does any stop of a child.
 func (t *Tracer) GroupStop(pid int) error {
 	return t.do(func() error {
 		tids := t.threadsOf(pid)
 		if len(tids) == 0 {
 			return fmt.Errorf("group-stop process %d: no thread attached", pid)
 		}
-		t.held[pid] = true
+		t.keepStopped[pid] = true
 		for _, tid := range tids {
 			if err := t.enterGroupStop(t.threads[tid]); err != nil {
 				return fmt.Errorf("group-stop process %d: %w", pid, err)
@@ -101,7 +101,7 @@ func (t *Tracer) passOn(th *thread, stop Stop) error {
 // keepHeld brings th back into the group-stop of its process before an
 // injected call, if GroupStop holds that process.
 func (t *Tracer) keepHeld(th *thread) error {
-	if !t.held[th.tgid] {
+	if !t.keepStopped[th.tgid] {
 		return nil
 	}
 	if err := t.enterGroupStop(th); err != nil {

@@ -37,8 +37,9 @@ type Tracer struct {
 	forcePatch bool
 	// journal learns about every injected call (WithJournal).
 	journal Journal
-	// held are the processes that GroupStop keeps in a group-stop.
-	held map[int]bool
+	// keepStopped are the processes that GroupStop keeps in a
+	// group-stop.
+	keepStopped map[int]bool
 }
 
 // thread is the tracer's record of one seized thread.
@@ -81,7 +82,7 @@ func NewTracer(opts ...Option) *Tracer {
 		threads:     make(map[int]*thread),
 		sites:       make(map[int]uintptr),
 		journal:     noJournal{},
-		held:        make(map[int]bool),
+		keepStopped: make(map[int]bool),
 	}
 	for _, opt := range opts {
 		opt(t)
