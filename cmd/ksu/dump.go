@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -88,7 +89,11 @@ func dumpToFile(path string, opts dump.Options) error {
 	if err != nil {
 		return err
 	}
+	stopped := findJobStops(opts.PIDs)
 	stats, err := dump.Dump(f, opts)
+	if errors.Is(err, dump.ErrLeftStopped) {
+		err = errors.Join(err, resumeTrees(opts.PIDs, stopped))
+	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}

@@ -182,12 +182,13 @@ func update(o updateOptions) error {
 	var dry *dryRun
 	if o.dryRun && len(o.pids) > 0 {
 		if dry, err = dumpDryRun(initrd, o.pids, guard, log); err != nil {
-			return fmt.Errorf("phase freeze and dump, nothing was changed: %w", err)
+			return errors.Join(fmt.Errorf("phase freeze and dump, nothing was changed: %w", err),
+				releaseAfterDump(initrd, o.pids, stopped, err, log))
 		}
 	} else if len(o.pids) > 0 {
 		if err := dumpIntoInitrd(initrd, o.pids, stopped, guard, log); err != nil {
 			return errors.Join(fmt.Errorf("phase freeze and dump, nothing was changed: %w", err),
-				releaseAfterDump(initrd, o.pids, log))
+				releaseAfterDump(initrd, o.pids, stopped, err, log))
 		}
 	}
 
@@ -221,9 +222,17 @@ func update(o updateOptions) error {
 // trees rooted at roots once more after a failed dump. Dump gives them
 // back itself, but when it failed for lack of memory, the netlink socket
 // that lifts the packet drop can fail the same way while initrd still
-// holds the snapshot written so far.
-func releaseAfterDump(initrd *kexec.Initrd, roots []int, log *switchLog) error {
+// holds the snapshot written so far. When dumpErr says that Dump left
+// the processes stopped for that reason, releaseAfterDump resumes them
+// too, but the ones in stopped.
+func releaseAfterDump(initrd *kexec.Initrd, roots []int, stopped jobStops, dumpErr error, log *switchLog) error {
 	discardInitrd(initrd, log)
+	if errors.Is(dumpErr, dump.ErrLeftStopped) {
+		if err := resumeTrees(roots, stopped); err != nil {
+			return fmt.Errorf("resume the processes after the failed dump: %w", err)
+		}
+		return nil
+	}
 	pids, err := listTrees(roots)
 	if err = errors.Join(err, dump.ReleaseConnections(pids)); err != nil {
 		return fmt.Errorf("give back connections after the failed dump: %w", err)

@@ -58,8 +58,15 @@ type Stats struct {
 // procRoot is the proc mount that Dump reads process state from.
 const procRoot = "/proc"
 
+// ErrLeftStopped is joined to the error of a failed Dump that could not
+// take a TCP connection out of repair mode. Its processes then stay
+// stopped, because a process that ran would fail every read and write
+// on such a connection and reset it. The caller frees what memory it
+// can, calls ReleaseConnections and then sends the processes SIGCONT.
+var ErrLeftStopped = errors.New("the dumped processes stay stopped until their TCP connections leave repair mode")
+
 // Dump writes a snapshot of the trees rooted at opts.PIDs to w.
-func Dump(w io.Writer, opts Options) (Stats, error) {
+func Dump(w io.Writer, opts Options) (stats Stats, err error) {
 	start := time.Now()
 	if len(opts.PIDs) == 0 {
 		return Stats{}, errors.New("dump: no process given")
@@ -68,17 +75,23 @@ func Dump(w io.Writer, opts Options) (Stats, error) {
 	h := newHold()
 	ok := false
 	defer func() {
-		if !ok {
-			// Until the kexec, frozen processes always resume.
-			_ = h.release()
-			t.Close()
+		if ok {
+			return
 		}
+		if errors.Is(err, errStillRepaired) {
+			t.Close()
+			err = errors.Join(err, ErrLeftStopped)
+			return
+		}
+		// Until the kexec, frozen processes always resume.
+		_ = h.release()
+		t.Close()
 	}()
 	pids, err := freeze(t, opts.PIDs, h)
 	if err != nil {
 		return Stats{}, err
 	}
-	stats := Stats{Processes: len(pids), Freeze: time.Since(start)}
+	stats = Stats{Processes: len(pids), Freeze: time.Since(start)}
 	live, zombies, err := splitZombies(pids, opts.PIDs)
 	if err != nil {
 		return stats, err

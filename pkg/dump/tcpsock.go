@@ -11,6 +11,11 @@ import (
 	"github.com/ksu-project/ksu/pkg/tcprepair"
 )
 
+// errStillRepaired marks an error of releaseTCP after which a socket is
+// still in repair mode, such as when the dumper's cgroup is out of
+// memory.
+var errStillRepaired = errors.New("TCP connections still in repair mode")
+
 // tcpTable tracks the established TCP sockets that the dump put into
 // repair mode and whether it set the packet drop.
 type tcpTable struct {
@@ -78,7 +83,8 @@ func (ft *fileTable) saveTCP(f *snapshot.File) error {
 
 // releaseTCP takes every saved socket out of repair mode and lifts the
 // packet drop, for processes that go on running on this kernel. The
-// hold's SIGCONT comes after it (hold.release).
+// hold's SIGCONT comes after it (hold.release). A socket left in repair
+// mode makes the error wrap errStillRepaired.
 func (ft *fileTable) releaseTCP() error {
 	if ft.tcp == nil {
 		return nil
@@ -94,10 +100,14 @@ func (ft *fileTable) releaseTCP() error {
 			errs = append(errs, fmt.Errorf("release fd %d of process %d: %w", o.fd, o.pid, err))
 		}
 	}
+	held := len(errs) > 0
 	ft.tcp.repaired = nil
 	if ft.tcp.locked {
 		errs = append(errs, netlock.Unlock())
 		ft.tcp.locked = false
+	}
+	if held {
+		return fmt.Errorf("%w: %w", errStillRepaired, errors.Join(errs...))
 	}
 	return errors.Join(errs...)
 }
