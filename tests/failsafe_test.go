@@ -194,6 +194,12 @@ func testBadSnapshotBoot(t *testing.T, ctx context.Context, im scenario.Images, 
 	if !strings.Contains(string(console), "KSU-PHASE handoff done") {
 		t.Errorf("console has no handoff marker; see %s", g.ConsoleLog())
 	}
+	// ksu-init logs its first lines before the kernel log is open, then
+	// writes them to it. The console must still show each of them once.
+	const early = "ksu-init: stage early started"
+	if n := strings.Count(string(console), early); n != 1 {
+		t.Errorf("console has %d lines %q, want 1; see %s", n, early, g.ConsoleLog())
+	}
 
 	dmesg, err := g.Output(bctx, "dmesg")
 	if err != nil {
@@ -201,6 +207,9 @@ func testBadSnapshotBoot(t *testing.T, ctx context.Context, im scenario.Images, 
 	}
 	if !want.Match(dmesg) {
 		t.Errorf("kernel log has no line matching %q", want)
+	}
+	if n := bytes.Count(dmesg, []byte(early)); n != 1 {
+		t.Errorf("kernel log has %d lines %q, want 1", n, early)
 	}
 
 	rep, err := scenario.ReadReport(bctx, g)

@@ -109,11 +109,47 @@ func (k *Kmsg) OpenKernelLog() error {
 	if err != nil {
 		return fmt.Errorf("open kernel log: %w", err)
 	}
-	k.AttachKernelLog(f)
+	level := 0
 	if data, err := os.ReadFile(Printk); err == nil {
-		k.SetConsoleLevel(parseConsoleLevel(string(data)))
+		level = parseConsoleLevel(string(data))
 	}
+	k.attachWithoutEcho(f, level)
+	k.SetConsoleLevel(level)
 	return nil
+}
+
+// attachWithoutEcho attaches w as AttachKernelLog does. The kept lines
+// are on the console already, and the kernel would print the ones below
+// consoleLevel there a second time. So it turns the kernel's console
+// output off while it writes them (SYSLOG_ACTION_CONSOLE_OFF, syslog(2)).
+// A kernel message of that millisecond then reaches the log only.
+func (k *Kmsg) attachWithoutEcho(w io.Writer, consoleLevel int) {
+	if !k.keptEchoed(consoleLevel) {
+		k.AttachKernelLog(w)
+		return
+	}
+	if _, err := unix.Klogctl(unix.SYSLOG_ACTION_CONSOLE_OFF, nil); err != nil {
+		k.AttachKernelLog(w)
+		k.Logf(LevelWarning, "turn off the kernel's console output: %v; the early lines show twice", err)
+		return
+	}
+	k.AttachKernelLog(w)
+	if _, err := unix.Klogctl(unix.SYSLOG_ACTION_CONSOLE_ON, nil); err != nil {
+		k.Logf(LevelWarning, "turn the kernel's console output back on: %v", err)
+	}
+}
+
+// keptEchoed reports whether the kernel would print any kept line on the
+// console when its console_loglevel is consoleLevel.
+func (k *Kmsg) keptEchoed(consoleLevel int) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range k.pending {
+		if p.level < consoleLevel {
+			return true
+		}
+	}
+	return false
 }
 
 // RestoreRatelimit puts printk_devkmsg back to the setting that
