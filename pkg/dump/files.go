@@ -1,7 +1,9 @@
 package dump
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -36,7 +38,9 @@ var anonKinds = map[string]string{
 	"anon_inode:[io_uring]":  "io_uring",
 }
 
-// checkFDs rejects descriptors the restore cannot rebuild.
+// checkFDs rejects descriptors the restore cannot rebuild. A descriptor
+// that a running process closes during the check (ksu check, and the
+// pre-check of ksu update, run before the freeze) is not rejected.
 func checkFDs(pid int) []*RejectError {
 	fds, err := procfs.FDs(procRoot, pid)
 	if err != nil {
@@ -44,11 +48,17 @@ func checkFDs(pid int) []*RejectError {
 	}
 	var out []*RejectError
 	for _, fd := range fds {
-		if r := checkFD(pid, fd); r != nil {
+		if r := checkFD(pid, fd); r != nil && !fdClosed(pid, fd) {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// fdClosed reports whether descriptor fd of pid is gone from /proc.
+func fdClosed(pid, fd int) bool {
+	_, err := os.Lstat(fmt.Sprintf("%s/%d/fd/%d", procRoot, pid, fd))
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // Limitation: the sockets that checkSocket rejects, the anonymous-inode
