@@ -66,43 +66,57 @@ func listTrees(roots []int) ([]int, error) {
 }
 
 // dumpIntoInitrd freezes the trees rooted at roots and writes their
-// snapshot into initrd as a cpio archive in initramfs.SnapshotDir. The
-// processes stay stopped (SIGSTOP) on success; on failure Dump has
-// already let them run on. It logs the freeze and dump markers.
-func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, stopped jobStops, journal ptrace.Journal, log *switchLog) error {
+// snapshot into initrd as a cpio archive in initramfs.SnapshotDir. It
+// logs the freeze and dump markers. When the dump succeeds, it returns
+// the processes stopped and still traced, also if a later step fails
+// and resumes them: the caller detaches them with detachDumped. When the
+// dump fails, Dump has already let them run on.
+func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, stopped jobStops, journal ptrace.Journal, log *switchLog) (*dump.Traced, error) {
 	dir := strings.TrimPrefix(initramfs.SnapshotDir, "/")
 	cw, err := snapshot.NewCPIOWriter(initrd, dir, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fw := &failpointWriter{w: cw, name: "freeze"}
-	opts := dump.Options{PIDs: roots, Exit: dump.ExitStopped, Producer: "ksu update", Journal: journal}
+	opts := dump.Options{PIDs: roots, Exit: dump.ExitTraced, Producer: "ksu update", Journal: journal}
 	w := progress.trackDump(fw, &opts)
 	stats, err := dumpRetrying(func() (dump.Stats, error) { return dump.Dump(w, opts) }, fw, log)
 	progress.clear()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := failpoint.Check("dump"); err != nil {
-		return errors.Join(err, resumeTrees(roots, stopped))
+		return stats.Traced, errors.Join(err, resumeTrees(roots, stopped))
 	}
 	log.Mark(phase.Span{Phase: phase.Freeze, Duration: stats.Freeze}.Marker())
 	log.Mark(phase.Span{Phase: phase.Dump, Duration: stats.Total - stats.Freeze}.Marker())
 	traceDump(stats)
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
-		return errors.Join(fmt.Errorf("read kernel release: %w", err), resumeTrees(roots, stopped))
+		return stats.Traced, errors.Join(fmt.Errorf("read kernel release: %w", err), resumeTrees(roots, stopped))
 	}
 	hdr, err := cw.Finish(snapshot.ArchiveHeader{KernelRelease: unix.ByteSliceToString(uts.Release[:]), Size: stats.Size})
 	if err == nil {
 		err = failpoint.Check("compress")
 	}
 	if err != nil {
-		return errors.Join(err, resumeTrees(roots, stopped))
+		return stats.Traced, errors.Join(err, resumeTrees(roots, stopped))
 	}
 	log.Printf("snapshot: %s, %s, %d bytes of memory, %d bytes compressed in %d parts",
 		plural(stats.Processes, "process", "processes"), plural(stats.Threads, "thread", "threads"), stats.Pages, hdr.CompressedSize, hdr.Parts)
-	return nil
+	return stats.Traced, nil
+}
+
+// detachDumped detaches ksu from the processes that dumpIntoInitrd left
+// traced. Call it after resumeTrees, when the kexec did not happen: the
+// SIGCONT that resumeTrees sends while the processes are still traced
+// withdraws their pending SIGSTOP. A shell outside the trees then gets
+// no stop report for its foreground job, as it would after a detach
+// first.
+func detachDumped(traced *dump.Traced, log *switchLog) {
+	if err := traced.Detach(); err != nil {
+		log.Printf("%v", err)
+	}
 }
 
 // jobStops is the set of processes that a signal had stopped before the

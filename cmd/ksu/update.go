@@ -186,7 +186,11 @@ func update(o updateOptions) error {
 				releaseAfterDump(initrd, o.pids, stopped, err, log))
 		}
 	} else if len(o.pids) > 0 {
-		if err := dumpIntoInitrd(initrd, o.pids, stopped, guard, log); err != nil {
+		traced, err := dumpIntoInitrd(initrd, o.pids, stopped, guard, log)
+		// Deferred, so that it runs after the resumeTrees of any
+		// return below.
+		defer detachDumped(traced, log)
+		if err != nil {
 			return errors.Join(fmt.Errorf("phase freeze and dump, nothing was changed: %w", err),
 				releaseAfterDump(initrd, o.pids, stopped, err, log))
 		}

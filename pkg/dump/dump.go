@@ -22,6 +22,11 @@ const (
 	ExitStopped Exit = iota // leave them stopped by SIGSTOP
 	ExitRunning             // let them run on
 	ExitKill                // kill them with SIGKILL
+	// ExitTraced leaves them stopped by SIGSTOP and still traced, until
+	// Stats.Traced detaches them. A SIGCONT sent before the detach
+	// withdraws the SIGSTOP before it stops anyone, so a shell outside
+	// the trees gets no stop report (SIGCHLD) for its foreground job.
+	ExitTraced
 )
 
 // Options configure Dump.
@@ -53,6 +58,27 @@ type Stats struct {
 	Size      uint64 // length of the decompressed snapshot stream
 	Freeze    time.Duration
 	Total     time.Duration
+	// Traced keeps the processes traced after a dump with ExitTraced.
+	Traced *Traced
+}
+
+// Traced is the tracer of a dump with ExitTraced, which keeps the dumped
+// processes in their ptrace stops with a SIGSTOP pending.
+type Traced struct {
+	t *ptrace.Tracer
+}
+
+// Detach lets the processes go. Those still with their SIGSTOP pending
+// stop, and those that got a SIGCONT since run on. Detach on a nil
+// Traced does nothing.
+func (tr *Traced) Detach() error {
+	if tr == nil {
+		return nil
+	}
+	if err := tr.t.Close(); err != nil {
+		return fmt.Errorf("detach the dumped processes: %w", err)
+	}
+	return nil
 }
 
 // procRoot is the proc mount that Dump reads process state from.
@@ -122,6 +148,9 @@ func Dump(w io.Writer, opts Options) (stats Stats, err error) {
 	ok = true
 	if err := finish(t, pids, opts.Exit, h); err != nil {
 		return stats, err
+	}
+	if opts.Exit == ExitTraced {
+		stats.Traced = &Traced{t: t}
 	}
 	stats.Total = time.Since(start)
 	return stats, nil
@@ -201,7 +230,8 @@ func writeRecords(sw *snapshot.Writer, procs []*process) error {
 // A pending SIGSTOP stops every thread on its way out of the ptrace stop,
 // before it runs any instruction, so the killed or stopped processes do
 // nothing after the dump. Processes that run on get the SIGCONT that
-// ends h, before the tracer detaches them.
+// ends h, before the tracer detaches them. With ExitTraced, the tracer
+// stays attached.
 func finish(t *ptrace.Tracer, pids []int, exit Exit, h *hold) error {
 	if exit != ExitRunning {
 		for _, pid := range pids {
@@ -210,6 +240,9 @@ func finish(t *ptrace.Tracer, pids []int, exit Exit, h *hold) error {
 				return fmt.Errorf("stop process %d: %w", pid, err)
 			}
 		}
+	}
+	if exit == ExitTraced {
+		return nil
 	}
 	var err error
 	if exit == ExitRunning {

@@ -30,7 +30,8 @@ import (
 // the trees would see its foreground job stop and take the terminal
 // back. So a foreground job whose parent is outside the trees gets only
 // a pending SIGSTOP, after the last injected call (holdLate), which a
-// failed dump withdraws before the job ever stops.
+// failed dump withdraws before the job ever stops. With ExitTraced, so
+// does a SIGCONT from the caller before it detaches.
 //
 // Limitation: a dumper killed during an injected call into such a
 // foreground job leaves it to run on from borrowed registers, and a

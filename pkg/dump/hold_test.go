@@ -175,26 +175,43 @@ func helperParent() error {
 // cldContinued is the si_code of a SIGCHLD for a child's continue.
 const cldContinued = 6
 
-// TestIntegrationHoldParentEvents dumps a child of the "parent" helper
-// with ExitRunning and lists what waitid reported to the parent. A child
-// in the foreground of its terminal, whose shell would take the
-// terminal back on a stop, must not stop at all. A child without a
-// terminal is held by a group-stop, and the parent learns of its stop
-// and continue.
+// TestIntegrationHoldParentEvents dumps a child of the "parent" helper,
+// resumes it as a failed update would, and lists what waitid reported to
+// the parent. A child in the foreground of its terminal, whose shell
+// would take the terminal back on a stop, must not stop at all, after
+// ExitRunning or after ExitTraced and a SIGCONT before the detach. With
+// ExitStopped it stops before the SIGCONT, which the last case shows. A
+// child without a terminal is held by a group-stop, and the parent
+// learns of its stop and continue.
 func TestIntegrationHoldParentEvents(t *testing.T) {
 	needCap(t, unix.CAP_SYS_PTRACE)
 	for _, tt := range []struct {
 		name     string
 		terminal bool
+		exit     Exit
 		want     []string
 	}{
-		{"foreground job", true, []string{"EXITED"}},
-		{"no terminal", false, []string{"STOPPED", "CONTINUED", "EXITED"}},
+		{"foreground job runs on", true, ExitRunning, []string{"EXITED"}},
+		{"no terminal runs on", false, ExitRunning, []string{"STOPPED", "CONTINUED", "EXITED"}},
+		{"foreground job traced", true, ExitTraced, []string{"EXITED"}},
+		{"foreground job stopped", true, ExitStopped, []string{"STOPPED", "CONTINUED", "EXITED"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			lines, child := startParent(t, tt.terminal)
-			if _, err := Dump(io.Discard, Options{PIDs: []int{child}, Exit: ExitRunning}); err != nil {
+			stats, err := Dump(io.Discard, Options{PIDs: []int{child}, Exit: tt.exit})
+			if err != nil {
 				t.Fatalf("Dump(%d) = %v", child, err)
+			}
+			if tt.exit == ExitStopped {
+				waitState(t, child, 'T')
+			}
+			if tt.exit != ExitRunning {
+				if err := unix.Kill(child, unix.SIGCONT); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := stats.Traced.Detach(); err != nil {
+				t.Fatal(err)
 			}
 			waitState(t, child, 'S')
 			if err := unix.Kill(child, unix.SIGKILL); err != nil {
