@@ -105,16 +105,12 @@ func cycle(ctx context.Context, r Runner, name string) Result {
 	if out, err := r.Restore(ctx); err != nil {
 		return Result{Failed: StageRestore, Detail: fmt.Sprintf("%v\n%s", err, strings.TrimSpace(out))}
 	}
-	after, err := r.Capture(ctx, pid)
+	after, diffs, err := captureSettled(ctx, r, pid, before)
 	if err != nil {
 		return Result{Failed: StageRestore, Detail: fmt.Sprintf("capture after the restore: %v", err)}
 	}
 	pids = mergePIDs(pids, after.PIDs())
-	// Limitation: the captures are taken while the tree runs, so a timer
-	// that fires between them changes the pending-signal sets (the timers
-	// workload). Capturing both while the tree is frozen would lift it.
 	// Check even when the captures differ, so the detail shows both.
-	diffs := Compare(before, after)
 	pass, out, err := r.Check(ctx, pid)
 	switch {
 	case err != nil:
@@ -125,6 +121,45 @@ func cycle(ctx context.Context, r Runner, name string) Result {
 		return Result{Failed: StageState, Detail: strings.Join(diffs, "\n")}
 	}
 	return Result{}
+}
+
+// Bounds of captureSettled: the number of captures after the restore,
+// and the wait between two.
+const (
+	settleCaptures = 20
+	settleWait     = 50 * time.Millisecond
+)
+
+// captureSettled captures the tree of pid after the restore and compares
+// it with before, again while they differ, up to settleCaptures times.
+// The restored threads first return from their blocking calls and
+// enter them again, and some calls change what /proc shows while they
+// wait: sigwaitinfo unblocks the signals it waits for. The differences
+// left after the last capture are returned.
+//
+// Limitation: the captures are taken while the tree runs, so a timer
+// that fires between them changes the pending-signal sets (the timers
+// workload). Capturing both while the tree is frozen would lift it.
+func captureSettled(ctx context.Context, r Runner, pid int, before Tree) (Tree, []string, error) {
+	var after Tree
+	var diffs []string
+	for range settleCaptures {
+		var err error
+		after, err = r.Capture(ctx, pid)
+		if err != nil {
+			return after, nil, err
+		}
+		diffs = Compare(before, after)
+		if len(diffs) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return after, diffs, nil
+		case <-time.After(settleWait):
+		}
+	}
+	return after, diffs, nil
 }
 
 // dumpFailure describes a failed dump and checks that the workload it
