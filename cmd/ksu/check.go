@@ -171,8 +171,8 @@ func printTree(w io.Writer, t treeCheck) {
 		}
 	}
 	if t.Preservable {
-		fmt.Fprintf(w, "  memory: resident %s, anonymous %s; snapshot about %s before compression\n",
-			formatBytes(t.RSSBytes), formatBytes(t.AnonBytes), formatBytes(t.SnapshotBytes))
+		fmt.Fprintf(w, "  memory: resident %s, anonymous %s, shared and tmpfs files %s; snapshot about %s before compression\n",
+			formatBytes(t.RSSBytes), formatBytes(t.AnonBytes), formatBytes(t.SharedBytes), formatBytes(t.SnapshotBytes))
 	}
 }
 

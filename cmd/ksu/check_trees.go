@@ -21,10 +21,13 @@ type treeCheck struct {
 	Preservable bool      `json:"preservable"`
 	Blockers    []blocker `json:"blockers"`
 	// RSSBytes and AnonBytes sum Rss and Anonymous of smaps_rollup over
-	// the tree. SnapshotBytes estimates the page data of the snapshot
-	// before compression: the larger of Anonymous and Private_Dirty.
+	// the tree. SharedBytes estimates the content of the shared memory,
+	// memfds, deleted files and tmpfs files of the tree (objectBytes).
+	// SnapshotBytes estimates the memory content of the snapshot before
+	// compression: Anonymous and Swap of smaps_rollup, plus SharedBytes.
 	RSSBytes      uint64 `json:"rss_bytes"`
 	AnonBytes     uint64 `json:"anonymous_bytes"`
+	SharedBytes   uint64 `json:"shared_bytes_estimate"`
 	SnapshotBytes uint64 `json:"snapshot_bytes_estimate"`
 }
 
@@ -51,6 +54,7 @@ type blocker struct {
 // the check avoids so that it stays read-only.
 func checkTreesDetail(roots []int) []treeCheck {
 	rootBlockers := checkRootsDetail(roots)
+	seen := map[objectKey]bool{}
 	var out []treeCheck
 	for _, root := range roots {
 		t := treeCheck{Root: root, PIDs: []int{}, Blockers: append([]blocker{}, rootBlockers[root]...)}
@@ -67,7 +71,7 @@ func checkTreesDetail(roots []int) []treeCheck {
 			for _, pid := range pids {
 				t.Blockers = append(t.Blockers, checkProcessDetail(pid, pid == root)...)
 			}
-			t.addMemory()
+			t.addMemory(seen)
 		}
 		out = append(out, t)
 	}
@@ -174,9 +178,10 @@ func appendNew(list []blocker, more ...blocker) []blocker {
 	return list
 }
 
-// addMemory sums the tree's memory from smaps_rollup. A process that
-// exits meanwhile counts as 0.
-func (t *treeCheck) addMemory() {
+// addMemory sums the tree's memory from smaps_rollup and objectBytes,
+// which skips the files in seen. A process that exits meanwhile counts
+// as 0.
+func (t *treeCheck) addMemory(seen map[objectKey]bool) {
 	for _, pid := range t.PIDs {
 		m, err := readRollup(procRoot, pid)
 		if err != nil {
@@ -184,8 +189,10 @@ func (t *treeCheck) addMemory() {
 		}
 		t.RSSBytes += m["Rss"]
 		t.AnonBytes += m["Anonymous"]
-		t.SnapshotBytes += max(m["Anonymous"], m["Private_Dirty"])
+		t.SnapshotBytes += m["Anonymous"] + m["Swap"]
 	}
+	t.SharedBytes = objectBytes(t.PIDs, seen)
+	t.SnapshotBytes += t.SharedBytes
 }
 
 // readRollup reads the kB fields of /proc/PID/smaps_rollup, in bytes.

@@ -58,3 +58,75 @@ func TestAppendNewBlockers(t *testing.T) {
 		t.Errorf("appendNew() = %+v, want [%+v %+v]", got, a, b)
 	}
 }
+
+// TestCheckTreeSharedBytes checks that the estimate counts the content
+// that the snapshot carries once per file: a memfd, a file on a tmpfs
+// and a deleted file, which a child holds open, the first twice.
+func TestCheckTreeSharedBytes(t *testing.T) {
+	const size = 4 << 20
+	memfd, err := unix.MemfdCreate("ksu-check-test", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Skipf("skipping: memfd_create: %v", err)
+	}
+	mem := os.NewFile(uintptr(memfd), "memfd")
+	defer mem.Close()
+	tmp := tmpfsFile(t)
+	deleted, err := os.CreateTemp(t.TempDir(), "deleted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deleted.Close()
+	if err := os.Remove(deleted.Name()); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*os.File{mem, tmp, deleted} {
+		if _, err := f.Write(make([]byte, size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := deleted.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	files := []*os.File{mem, mem, tmp, deleted}
+	cmd := exec.Command("sleep", "60")
+	cmd.ExtraFiles = files
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start sleep: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	pid := cmd.Process.Pid
+
+	trees := checkTreesDetail([]int{pid})
+
+	if len(trees) != 1 {
+		t.Fatalf("checkTreesDetail(%d) returned %d trees, want 1", pid, len(trees))
+	}
+	if got, want := trees[0].SharedBytes, uint64(3*size); got < want || got > want+want/8 {
+		t.Errorf("checkTreesDetail(%d).SharedBytes = %d, want about %d", pid, got, want)
+	}
+	if got, want := trees[0].SnapshotBytes, trees[0].SharedBytes; got <= want {
+		t.Errorf("checkTreesDetail(%d).SnapshotBytes = %d, want more than SharedBytes %d", pid, got, want)
+	}
+}
+
+// tmpfsFile creates a file in /dev/shm, or skips the test if /dev/shm is
+// not a tmpfs. The file is removed when the test ends.
+func tmpfsFile(t *testing.T) *os.File {
+	t.Helper()
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &fs); err != nil || fs.Type != unix.TMPFS_MAGIC {
+		t.Skip("skipping: /dev/shm is not a tmpfs")
+	}
+	f, err := os.CreateTemp("/dev/shm", "ksu-check-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.Close()
+		os.Remove(f.Name())
+	})
+	return f
+}

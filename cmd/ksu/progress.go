@@ -67,9 +67,11 @@ func (p *progressLine) trackDump(w io.Writer, opts *dump.Options) io.Writer {
 	if p == nil {
 		return w
 	}
+	// The dump reports the progress of the processes' own pages only,
+	// so the shared objects stay out of the total.
 	var total uint64
 	for _, t := range checkTreesDetail(opts.PIDs) {
-		total += t.SnapshotBytes
+		total += t.SnapshotBytes - t.SharedBytes
 	}
 	p.begin("freeze", plural(len(opts.PIDs), "process tree", "process trees"))
 	opts.Progress = func(done uint64) {
