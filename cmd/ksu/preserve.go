@@ -70,7 +70,8 @@ func listTrees(roots []int) ([]int, error) {
 // logs the freeze and dump markers. When the dump succeeds, it returns
 // the processes stopped and still traced, also if a later step fails
 // and resumes them: the caller detaches them with detachDumped. When the
-// dump fails, Dump has already let them run on.
+// dump fails, Dump has already let them run on, unless it left them
+// stopped (dump.ErrLeftStopped), and then they may still be traced.
 func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, stopped jobStops, journal ptrace.Journal, log *switchLog) (*dump.Traced, error) {
 	dir := strings.TrimPrefix(initramfs.SnapshotDir, "/")
 	cw, err := snapshot.NewCPIOWriter(initrd, dir, 0)
@@ -83,7 +84,8 @@ func dumpIntoInitrd(initrd *kexec.Initrd, roots []int, stopped jobStops, journal
 	stats, err := dumpRetrying(func() (dump.Stats, error) { return dump.Dump(w, opts) }, fw, log)
 	progress.clear()
 	if err != nil {
-		return nil, err
+		// Traced is set when Dump left the processes stopped.
+		return stats.Traced, err
 	}
 	if err := failpoint.Check("dump"); err != nil {
 		return stats.Traced, errors.Join(err, resumeTrees(roots, stopped))

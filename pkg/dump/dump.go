@@ -84,12 +84,14 @@ func (tr *Traced) Detach() error {
 // procRoot is the proc mount that Dump reads process state from.
 const procRoot = "/proc"
 
-// ErrLeftStopped is joined to the error of a failed Dump that could not
-// take a TCP connection out of repair mode. Its processes then stay
-// stopped, because a process that ran would fail every read and write
-// on such a connection and reset it. The caller frees what memory it
-// can, calls ReleaseConnections and then sends the processes SIGCONT.
-var ErrLeftStopped = errors.New("the dumped processes stay stopped until their TCP connections leave repair mode")
+// ErrLeftStopped is joined to the error of a failed Dump that left
+// processes stopped: one that could not take a TCP connection out of
+// repair mode, because a process that ran would fail every read and
+// write on such a connection and reset it, or one that failed to stop
+// a process after the snapshot was written. The caller frees what
+// memory it can, calls ReleaseConnections and then sends the processes
+// SIGCONT, and with ExitTraced detaches Stats.Traced after that.
+var ErrLeftStopped = errors.New("the dumped processes stay stopped until their TCP connections leave repair mode and they get SIGCONT")
 
 // Dump writes a snapshot of the trees rooted at opts.PIDs to w.
 func Dump(w io.Writer, opts Options) (stats Stats, err error) {
@@ -105,8 +107,13 @@ func Dump(w io.Writer, opts Options) (stats Stats, err error) {
 			return
 		}
 		if errors.Is(err, errStillRepaired) {
-			t.Close()
 			err = errors.Join(err, ErrLeftStopped)
+			if opts.Exit == ExitTraced {
+				// The caller's SIGCONT must come before the detach.
+				stats.Traced = &Traced{t: t}
+				return
+			}
+			t.Close()
 			return
 		}
 		// Until the kexec, frozen processes always resume.
@@ -237,7 +244,7 @@ func finish(t *ptrace.Tracer, pids []int, exit Exit, h *hold) error {
 		for _, pid := range pids {
 			if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
 				t.Close()
-				return fmt.Errorf("stop process %d: %w", pid, err)
+				return errors.Join(fmt.Errorf("stop process %d: %w", pid, err), ErrLeftStopped)
 			}
 		}
 	}
