@@ -237,6 +237,9 @@ type updateFault struct {
 	kernel string   // --kernel; empty means the new release's bzImage
 	// want matches ksu update's error output: the phase and the cause.
 	want string
+	// guard marks a fault after which ksu update cleans nothing up, so
+	// the resume guard must, in phase guard.
+	guard string
 }
 
 func updateFaults(newKernel string) []updateFault {
@@ -254,12 +257,16 @@ func updateFaults(newKernel string) []updateFault {
 		failAt("load", "load, kernel unloaded and processes resumed"),
 		failAt("sync", "sync, filesystems thawed"),
 		{name: "kernel not a kernel", kernel: "/etc/hostname", want: `phase check.*/etc/hostname: not an x86-64 bzImage`},
+		{
+			name: "panic at load", env: []string{"KSU_FAILPOINT=load:panic"},
+			want: `panic: injected failure at failpoint "load"`, guard: "load",
+		},
 	}
 }
 
 // TestIntegrationUpdateFailsafe makes ksu update --pid fail at each phase
-// boundary before the kexec, and by a SIGKILL at four of them, in one
-// guest. Each update preserves a clock process and redis-server, which
+// boundary before the kexec, by a panic at one and by a SIGKILL at
+// several of them, in one guest. Each update preserves a clock process and redis-server, which
 // holds two TCP connections to clients outside the preserved trees: one
 // from the host through the port forward, one from a guest process over
 // loopback. Each time the preserved processes must run on, not stopped,
@@ -402,6 +409,7 @@ func logRedisSockets(t *testing.T, ctx context.Context, g *qemu.Guest) {
 // fault f, checks its error and checks that nothing changed.
 func testFailedUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clock scenario.Preserved, kernel string, f updateFault, others ...scenario.Preserved) {
 	argv := updateArgv(kernel, clock, others)
+	from := g.Mark()
 	res, err := g.Exec(ctx, qemu.Cmd{Argv: argv, Env: f.env})
 	if err != nil {
 		t.Fatal(err)
@@ -412,6 +420,17 @@ func testFailedUpdate(t *testing.T, ctx context.Context, g *qemu.Guest, clock sc
 	}
 	if !regexp.MustCompile(f.want).Match(res.Stderr) {
 		t.Errorf("ksu update stderr %q, want a match for %q", res.Stderr, f.want)
+	}
+	if f.guard != "" {
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		guardRE := regexp.MustCompile(`resume guard: ksu update exited .* in phase ` + f.guard +
+			`, before the kexec, without cleaning up; thawed filesystems, unloaded any kexec kernel, resumed`)
+		line, err := g.WaitConsoleFrom(wctx, from, guardRE)
+		if err != nil {
+			t.Fatalf("console has no line matching %q: %v", guardRE, err)
+		}
+		t.Logf("console: %s", line.Text)
 	}
 	checkNothingChanged(t, ctx, g, clock, others...)
 }

@@ -171,14 +171,22 @@ func update(o updateOptions) error {
 	if err := preloadKernel(o, initrd, log); err != nil {
 		return fmt.Errorf("phase check, nothing was changed: %w", err)
 	}
-	// From the freeze on, a SIGKILL would leave the processes stopped;
-	// the guard resumes them if this process dies before disarming it.
+	// From the freeze on, a SIGKILL or a panic would leave the processes
+	// stopped. The guard resumes them if this process dies before
+	// disarming it.
 	stopped := findJobStops(o.pids)
 	guard, err := startGuard(o.pids, stopped, initrd)
 	if err != nil {
 		return err
 	}
-	defer guard.disarm()
+	defer func() {
+		if r := recover(); r != nil {
+			// A panic cleans nothing up, so the guard stays armed and
+			// resumes the processes once this process has died.
+			panic(r)
+		}
+		guard.disarm()
+	}()
 	var dry *dryRun
 	if o.dryRun && len(o.pids) > 0 {
 		if dry, err = dumpDryRun(initrd, o.pids, guard, log); err != nil {

@@ -4,7 +4,8 @@
 // an error instead of nil. With the suffix ":pause" (KSU_FAILPOINT=NAME:pause)
 // Check first logs a line with the process's pid to the kernel log and
 // sleeps, so that a test can kill the program at that point, then
-// returns the error.
+// returns the error. With the suffix ":panic", Check panics with the
+// error instead.
 //
 // Production code calls Check at phase boundaries where a failure must
 // leave the machine as it was. With KSU_FAILPOINT unset, Check costs one
@@ -40,9 +41,12 @@ func Check(name string) error {
 	if point == "" || point != name {
 		return nil
 	}
-	if mode == "pause" {
+	switch mode {
+	case "pause":
 		announce(fmt.Sprintf("failpoint %s: pausing for %v, pid %d", name, PauseTime, os.Getpid()))
 		time.Sleep(PauseTime)
+	case "panic":
+		panic(&Error{Name: name})
 	}
 	return &Error{Name: name}
 }

@@ -27,3 +27,16 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckPanics(t *testing.T) {
+	t.Setenv(EnvVar, "load:panic")
+	defer func() {
+		var fe *Error
+		if r := recover(); r == nil {
+			t.Errorf("with %s=load:panic, Check(%q) returned, want a panic", EnvVar, "load")
+		} else if err, ok := r.(error); !ok || !errors.As(err, &fe) || fe.Name != "load" {
+			t.Errorf("with %s=load:panic, Check(%q) panicked with %v, want an *Error named %q", EnvVar, "load", r, "load")
+		}
+	}()
+	_ = Check("load")
+}
