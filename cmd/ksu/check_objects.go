@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -23,53 +24,77 @@ type objectKey struct {
 // so far, for all trees, so a file that two trees use counts once.
 //
 // N.B. it counts the tmpfs files under /run/systemd and /run/udev too,
-// which the dump leaves out, so it errs on the side of "not enough".
+// which the dump leaves out, and swapped-out shared memory also appears
+// in the Swap that addMemory adds, so it errs on the side of "not
+// enough".
 func objectBytes(pids []int, seen map[objectKey]bool) uint64 {
 	var total uint64
 	for _, pid := range pids {
-		for _, path := range objectPaths(pid) {
-			total += carriedBytes(path, seen)
-		}
+		total += processObjectBytes(pid, seen)
 	}
 	return total
 }
 
-// objectPaths returns /proc paths that open each file that process pid
-// maps or holds open. A process that exits meanwhile has none.
-func objectPaths(pid int) []string {
-	var paths []string
+// processObjectBytes is objectBytes for one process.
+func processObjectBytes(pid int, seen map[objectKey]bool) uint64 {
+	var total uint64
 	if maps, err := procfs.ReadMaps(procRoot, pid); err == nil {
 		for _, m := range maps {
 			if m.Inode != 0 {
-				paths = append(paths, fmt.Sprintf("%s/%d/map_files/%x-%x", procRoot, pid, m.Start, m.End))
+				total += mappedBytes(pid, m, seen)
 			}
 		}
 	}
 	if fds, err := procfs.FDs(procRoot, pid); err == nil {
 		for _, fd := range fds {
-			paths = append(paths, fmt.Sprintf("%s/%d/fd/%d", procRoot, pid, fd))
+			n, _ := carriedBytes(fmt.Sprintf("%s/%d/fd/%d", procRoot, pid, fd), seen)
+			total += n
 		}
 	}
-	return paths
+	return total
 }
 
-// carriedBytes returns the bytes allocated to the regular file that
-// path opens, if seen does not hold it yet and the snapshot carries its
-// content, and 0 otherwise. It adds the file to seen.
-func carriedBytes(path string, seen map[objectKey]bool) uint64 {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+// mappedBytes is carriedBytes for the file behind mapping m of pid.
+// Without CAP_SYS_ADMIN, as when an unprivileged user runs ksu check,
+// /proc/PID/map_files cannot be opened. A shared or deleted mapping then
+// counts its length, the most it can hold of the file.
+func mappedBytes(pid int, m procfs.Mapping, seen map[objectKey]bool) uint64 {
+	n, err := carriedBytes(fmt.Sprintf("%s/%d/map_files/%x-%x", procRoot, pid, m.Start, m.End), seen)
+	if !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EACCES) {
+		return n
+	}
+	if !m.Perms.Shared && !strings.HasSuffix(m.Path, " (deleted)") {
 		return 0
 	}
-	key := objectKey{dev: st.Dev, ino: st.Ino}
+	key := objectKey{dev: unix.Mkdev(m.Major, m.Minor), ino: m.Inode}
 	if seen[key] {
 		return 0
 	}
 	seen[key] = true
-	if !carried(path) {
-		return 0
+	return m.Size()
+}
+
+// carriedBytes returns the bytes allocated to the regular file that
+// path opens, if seen does not hold it yet and the snapshot carries its
+// content, and 0 otherwise. It adds the file to seen. The error is that
+// of the stat.
+func carriedBytes(path string, seen map[objectKey]bool) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
 	}
-	return uint64(st.Blocks) * 512
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, nil
+	}
+	key := objectKey{dev: st.Dev, ino: st.Ino}
+	if seen[key] {
+		return 0, nil
+	}
+	seen[key] = true
+	if !carried(path) {
+		return 0, nil
+	}
+	return uint64(st.Blocks) * 512, nil
 }
 
 // carried reports whether the snapshot carries the content of the file

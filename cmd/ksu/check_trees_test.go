@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"os"
 	"os/exec"
 	"testing"
@@ -79,8 +80,11 @@ func TestCheckTreeSharedBytes(t *testing.T) {
 	if err := os.Remove(deleted.Name()); err != nil {
 		t.Fatal(err)
 	}
+	// Random bytes, which no filesystem compresses below their size.
+	data := make([]byte, size)
+	rand.Read(data)
 	for _, f := range []*os.File{mem, tmp, deleted} {
-		if _, err := f.Write(make([]byte, size)); err != nil {
+		if _, err := f.Write(data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,7 +108,7 @@ func TestCheckTreeSharedBytes(t *testing.T) {
 	if len(trees) != 1 {
 		t.Fatalf("checkTreesDetail(%d) returned %d trees, want 1", pid, len(trees))
 	}
-	if got, want := trees[0].SharedBytes, uint64(3*size); got < want || got > want+want/8 {
+	if got, want := trees[0].SharedBytes, uint64(3*size); got < want || got >= want+size/2 {
 		t.Errorf("checkTreesDetail(%d).SharedBytes = %d, want about %d", pid, got, want)
 	}
 	if got, want := trees[0].SnapshotBytes, trees[0].SharedBytes; got <= want {
@@ -129,4 +133,31 @@ func tmpfsFile(t *testing.T) *os.File {
 		os.Remove(f.Name())
 	})
 	return f
+}
+
+// TestObjectBytesSharedMapping checks that objectBytes counts a
+// MAP_SHARED|MAP_ANONYMOUS mapping of the test process, found through
+// /proc/PID/map_files, once however often it is seen.
+func TestObjectBytesSharedMapping(t *testing.T) {
+	const size = 8 << 20
+	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	for i := 0; i < size; i += 4096 {
+		mem[i] = 1
+	}
+	pid := os.Getpid()
+	seen := map[objectKey]bool{}
+
+	first := objectBytes([]int{pid}, seen)
+	again := objectBytes([]int{pid}, seen)
+
+	if first < size {
+		t.Errorf("objectBytes(%d) = %d, want at least the %d bytes of the shared mapping", pid, first, size)
+	}
+	if again != 0 {
+		t.Errorf("objectBytes(%d) with every file seen = %d, want 0", pid, again)
+	}
 }
