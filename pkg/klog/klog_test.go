@@ -2,6 +2,7 @@ package klog
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 
@@ -158,5 +159,31 @@ func TestParseConsoleLevel(t *testing.T) {
 		if got := parseConsoleLevel(tt.in); got != tt.want {
 			t.Errorf("parseConsoleLevel(%q) = %d, want %d", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestKeptEchoed(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		levels       []int
+		consoleLevel int
+		want         bool
+	}{
+		{"nothing kept", nil, 7, false},
+		{"info under level 7", []int{LevelInfo}, 7, true},
+		{"debug only", []int{LevelDebug}, 7, false},
+		{"quiet console", []int{LevelInfo, LevelNotice}, 4, false},
+		{"warning on a quiet console", []int{LevelInfo, LevelWarning}, 5, true},
+		{"level unknown", []int{LevelErr}, 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k := NewKmsg("ksu-init", io.Discard)
+			for _, level := range tt.levels {
+				k.Logf(level, "line")
+			}
+			if got := k.keptEchoed(tt.consoleLevel); got != tt.want {
+				t.Errorf("keptEchoed(%d) with lines at %v = %v, want %v", tt.consoleLevel, tt.levels, got, tt.want)
+			}
+		})
 	}
 }

@@ -122,7 +122,12 @@ func (k *Kmsg) OpenKernelLog() error {
 // are on the console already, and the kernel would print the ones below
 // consoleLevel there a second time. So it turns the kernel's console
 // output off while it writes them (SYSLOG_ACTION_CONSOLE_OFF, syslog(2)).
-// A kernel message of that millisecond then reaches the log only.
+// The console skips the records it prints meanwhile, so any kernel
+// message it prints in that window reaches the log only.
+//
+// NOTE: a record that the console prints only after the output is back
+// on, such as one left to another CPU that holds the console, still
+// shows twice.
 func (k *Kmsg) attachWithoutEcho(w io.Writer, consoleLevel int) {
 	if !k.keptEchoed(consoleLevel) {
 		k.AttachKernelLog(w)
