@@ -237,8 +237,8 @@ type updateFault struct {
 	kernel string   // --kernel; empty means the new release's bzImage
 	// want matches ksu update's error output: the phase and the cause.
 	want string
-	// guard marks a fault after which ksu update cleans nothing up, so
-	// the resume guard must, in phase guard.
+	// guard, if set, is the phase in which ksu update dies without
+	// cleaning up, which the resume guard must then do.
 	guard string
 }
 
