@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"os"
-	"os/exec"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -19,16 +18,7 @@ func TestCheckTreeNamesFD(t *testing.T) {
 	}
 	inotify := os.NewFile(uintptr(ifd), "inotify")
 	defer inotify.Close()
-	cmd := exec.Command("sleep", "60")
-	cmd.ExtraFiles = []*os.File{inotify}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start sleep: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	pid := cmd.Process.Pid
+	pid := startHolding(t, nil, inotify)
 
 	trees := checkTreesDetail([]int{pid})
 
@@ -91,17 +81,7 @@ func TestCheckTreeSharedBytes(t *testing.T) {
 	if err := deleted.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	files := []*os.File{mem, mem, tmp, deleted}
-	cmd := exec.Command("sleep", "60")
-	cmd.ExtraFiles = files
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start sleep: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	pid := cmd.Process.Pid
+	pid := startHolding(t, nil, mem, mem, tmp, deleted)
 
 	trees := checkTreesDetail([]int{pid})
 

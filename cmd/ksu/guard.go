@@ -206,8 +206,8 @@ const untracedWait = 30 * time.Second
 // undoInjections waits until no process of the trees rooted at roots is
 // traced any more, then gives each thread in borrowed back the state
 // that its injected call borrowed. It returns a phrase for the log line.
-// Without such a thread it returns at once: a thread that its own
-// registers hold may be resumed while still traced.
+// Without such a thread it returns at once, because a thread that has
+// its own registers can be resumed while it is still traced.
 func undoInjections(roots []int, borrowed map[int]ptrace.Injection) (string, error) {
 	if len(borrowed) == 0 {
 		return "", nil

@@ -85,12 +85,12 @@ func (tr *Traced) Detach() error {
 const procRoot = "/proc"
 
 // ErrLeftStopped is joined to the error of a failed Dump that left
-// processes stopped: one that could not take a TCP connection out of
-// repair mode, because a process that ran would fail every read and
-// write on such a connection and reset it, or one that failed to stop
-// a process after the snapshot was written. The caller frees what
-// memory it can, calls ReleaseConnections and then sends the processes
-// SIGCONT, and with ExitTraced detaches Stats.Traced after that.
+// processes stopped. Dump does so when it cannot take a TCP connection
+// out of repair mode, because a process that ran would fail every read
+// and write on such a connection and reset it. It also does so when it
+// fails to stop a process after the snapshot is written. The caller
+// frees what memory it can, calls ReleaseConnections and then sends the
+// processes SIGCONT. With ExitTraced it detaches Stats.Traced after that.
 var ErrLeftStopped = errors.New("the dumped processes stay stopped until their TCP connections leave repair mode and they get SIGCONT")
 
 // Dump writes a snapshot of the trees rooted at opts.PIDs to w.
