@@ -214,6 +214,7 @@ func TestIntegrationHoldParentEvents(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitState(t, child, 'S')
+			waitParentWaiting(t, child)
 			if err := unix.Kill(child, unix.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -226,6 +227,50 @@ func TestIntegrationHoldParentEvents(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitParentWaiting waits until the parent of child sleeps in waitid,
+// which means it has collected every stop and continue of child so far. A
+// SIGKILL before that could make a zombie of the child, and waitid
+// reports a zombie before a continue it has not collected yet.
+func waitParentWaiting(t *testing.T, child int) {
+	t.Helper()
+	st, err := procfs.ReadStat(procRoot, child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 500 {
+		if taskSleepsIn(st.PPid, unix.SYS_WAITID) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("parent %d of process %d is not asleep in waitid after 5s", st.PPid, child)
+}
+
+// taskSleepsIn reports whether a thread of process pid sleeps in system
+// call nr.
+func taskSleepsIn(pid int, nr int) bool {
+	tids, err := procfs.Tasks(procRoot, pid)
+	if err != nil {
+		return false
+	}
+	want := strconv.Itoa(nr) + " "
+	for _, tid := range tids {
+		dir := fmt.Sprintf("%s/%d/task/%d/", procRoot, pid, tid)
+		call, err := os.ReadFile(dir + "syscall")
+		if err != nil || !strings.HasPrefix(string(call), want) {
+			continue
+		}
+		data, err := os.ReadFile(dir + "stat")
+		if err != nil {
+			continue
+		}
+		if st, err := procfs.ParseStat(string(data)); err == nil && st.State == 'S' {
+			return true
+		}
+	}
+	return false
 }
 
 // startParent starts the "parent" helper, on a new pseudo-terminal as
