@@ -323,18 +323,55 @@ func TestSpawnDefaultLog(t *testing.T) {
 	}
 }
 
+// TestPingWhileRunning pings the agent while a "run" command blocks on a
+// FIFO, and expects the ping's response before the command's.
 func TestPingWhileRunning(t *testing.T) {
 	c, _ := newPair(t, 0)
 	ctx := testContext(t, 20*time.Second)
-	go c.Do(ctx, Request{Op: OpRun, Argv: []string{"sleep", "1"}})
-	time.Sleep(100 * time.Millisecond)
-	start := time.Now()
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Do(ctx, Request{Op: OpRun, Argv: []string{"cat", fifo}})
+		done <- err
+	}()
+	writer := openFIFOWriter(t, fifo)
+
 	if _, err := c.Ping(ctx); err != nil {
 		t.Fatalf("Ping() = %v", err)
 	}
-	if elapsed := time.Since(start); elapsed > time.Second {
-		t.Errorf("Ping() during a running command took %s, want well under 1s", elapsed)
+	select {
+	case err := <-done:
+		t.Fatalf("run of cat ended before the ping's response, with %v", err)
+	default:
 	}
+
+	writer.Close()
+	if err := <-done; err != nil {
+		t.Errorf("Do(run cat) = %v after its FIFO closed", err)
+	}
+}
+
+// openFIFOWriter opens fifo for writing once a reader has it open,
+// which shows that the reader's command runs.
+func openFIFOWriter(t *testing.T, fifo string) *os.File {
+	t.Helper()
+	for range 1000 {
+		fd, err := unix.Open(fifo, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err == nil {
+			f := os.NewFile(uintptr(fd), fifo)
+			t.Cleanup(func() { f.Close() })
+			return f
+		}
+		if !errors.Is(err, unix.ENXIO) {
+			t.Fatalf("open %s for writing: %v", fifo, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no reader opened %s within 10s", fifo)
+	return nil
 }
 
 func TestBusy(t *testing.T) {
