@@ -106,10 +106,47 @@ cmd_test() {
 	timed setup cmd_setup || { print_timings; return 1; }
 	cd "$repo"
 	timed vet go vet ./... || rc=1
-	timed unit go test -count=1 ./... || rc=1
+	timed unit run_unit || rc=1
 	timed e2e run_e2e || rc=1
 	print_timings
 	return $rc
+}
+
+# run_unit runs the host tests, then once more each top-level test that
+# failed, in its own package. Some of them measure races of the kernel
+# (ptrace stops, signal delivery) on a machine that CI may load. Both
+# runs are printed, and a test that fails twice fails the group. A
+# package that fails without naming a test (a build error, a timeout)
+# fails the group at once.
+run_unit() {
+	local output retries pkg tests rc=0
+	output=$(mktemp)
+	if go test -count=1 ./... 2>&1 | tee "$output"; then
+		rm -f "$output"
+		return 0
+	fi
+	retries=$(failed_tests "$output")
+	rm -f "$output"
+	[[ -n $retries && $retries != *'!'* ]] || return 1
+	while read -r pkg tests; do
+		log "retrying once in $pkg the tests that failed: $tests"
+		go test -count=1 -run "^($tests)\$" "$pkg" || rc=1
+	done <<<"$retries"
+	return $rc
+}
+
+# failed_tests reads the output of a non-verbose "go test" and prints one
+# line per failed package: its path and its failed top-level tests joined
+# by "|". It prints "!" when a package failed without naming a test.
+failed_tests() {
+	awk '
+		/^--- FAIL: / { names = names (names == "" ? "" : "|") $3; next }
+		/^FAIL\t/ {
+			if (names == "" || $0 ~ /\[(build|setup) failed\]/) { print "!"; next }
+			print $2, names
+			names = ""
+		}
+	' "$1"
 }
 
 # run_e2e runs the QEMU tests, then once more the top-level tests that
