@@ -33,15 +33,19 @@ var treeNamespaces = []string{"pid", "mnt", "net", "ipc", "uts", "user", "cgroup
 // roots can be preserved, with the checks ksu check runs. It returns one
 // error listing every blocking object found, or nil. The dump checks
 // each object again while the processes are frozen. This pass only makes
-// the common rejections cheap.
-func checkTrees(roots []int) error {
+// the common rejections cheap. It also returns the bytes of the
+// processes' own pages that ksu check estimates the dump will write,
+// without the shared objects, whose progress the dump does not report.
+func checkTrees(roots []int) (uint64, error) {
 	if len(roots) == 0 {
-		return nil
+		return 0, nil
 	}
 	var reasons []string
+	var pageBytes uint64
 	pids := 0
 	for _, t := range checkTreesDetail(roots) {
 		pids += len(t.PIDs)
+		pageBytes += t.SnapshotBytes - t.SharedBytes
 		for _, b := range t.Blockers {
 			reasons = append(reasons, fmt.Sprintf("process %d: %s (%s): %s", b.PID, b.Object, b.Kind, b.Reason))
 		}
@@ -50,10 +54,10 @@ func checkTrees(roots []int) error {
 		plural(pids, "process", "processes"), plural(len(roots), "tree", "trees"), roots,
 		plural(len(reasons), "reason to reject", "reasons to reject"))
 	if len(reasons) > 0 {
-		return fmt.Errorf("cannot preserve the requested processes, nothing was changed:\n  %s",
+		return 0, fmt.Errorf("cannot preserve the requested processes, nothing was changed:\n  %s",
 			strings.Join(reasons, "\n  "))
 	}
-	return nil
+	return pageBytes, nil
 }
 
 // pfKthread is PF_KTHREAD of the flags in /proc/PID/stat.

@@ -31,6 +31,9 @@ type progressLine struct {
 	width int       // bytes of the line on the screen, to blank on redraw
 	// written counts the bytes through the writer of trackDump.
 	written uint64
+	// pages is the estimate of the page bytes the dump will write, 0
+	// when unknown.
+	pages uint64
 }
 
 // progress is the progress line of the running ksu update, nil off a
@@ -56,23 +59,31 @@ func (p *progressLine) begin(step, detail string) {
 	p.draw(detail)
 }
 
+// expectPages records the estimate of the page bytes that the next dump
+// writes, which trackDump shows as the total.
+func (p *progressLine) expectPages(n uint64) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pages = n
+}
+
 // trackDump shows the dump of opts.PIDs on p. The step is "freeze" until
 // the first page contents are written. Then it is "dump", with the page
-// bytes written, the snapshot size that ksu check estimates, and the
-// compressed bytes written through the returned writer, which wraps w.
-// The compression has no step of its own because zstd compresses while
-// the dump writes. Without a progress line, trackDump returns w and
-// leaves opts alone.
+// bytes written, the estimate given to expectPages, and the compressed
+// bytes written through the returned writer, which wraps w. The
+// compression has no step of its own because zstd compresses while the
+// dump writes. Without a progress line, trackDump returns w and leaves
+// opts alone.
 func (p *progressLine) trackDump(w io.Writer, opts *dump.Options) io.Writer {
 	if p == nil {
 		return w
 	}
-	// The dump reports the progress of the processes' own pages only,
-	// so the shared objects stay out of the total.
-	var total uint64
-	for _, t := range checkTreesDetail(opts.PIDs) {
-		total += t.SnapshotBytes - t.SharedBytes
-	}
+	p.mu.Lock()
+	total := p.pages
+	p.mu.Unlock()
 	p.begin("freeze", plural(len(opts.PIDs), "process tree", "process trees"))
 	opts.Progress = func(done uint64) {
 		if p.stepIs("freeze") {

@@ -162,6 +162,24 @@ func TestProgressWriterCounts(t *testing.T) {
 	}
 }
 
+func TestTrackDumpExpectedPages(t *testing.T) {
+	var out bytes.Buffer
+	now, advance := fakeClock()
+	p := &progressLine{w: &out, now: now}
+	p.expectPages(4 << 20)
+
+	opts := dump.Options{PIDs: []int{4242}}
+	p.trackDump(io.Discard, &opts)
+	opts.Progress(0) // the first report of the dump ends the freeze step
+	advance(time.Second)
+	opts.Progress(1 << 20)
+
+	want := "ksu: dump: 1.0 MiB of about 4.0 MiB (25%), 1.0s"
+	if got := screen(out.String()); got != want {
+		t.Errorf("screen after 1 MiB of an expected 4 MiB = %q, want %q", got, want)
+	}
+}
+
 // TestIntegrationProgressDump dumps a sleep process through trackDump and
 // checks that the line went from the freeze to the dump's byte counts.
 func TestIntegrationProgressDump(t *testing.T) {

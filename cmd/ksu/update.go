@@ -141,9 +141,11 @@ func update(o updateOptions) error {
 	if err != nil {
 		return fmt.Errorf("phase check, nothing was changed: %w", err)
 	}
-	if err := checkTrees(o.pids); err != nil {
+	pageBytes, err := checkTrees(o.pids)
+	if err != nil {
 		return err
 	}
+	progress.expectPages(pageBytes)
 	o.hold = holdArg(localHost().wholeServices(o.pids), log)
 	log.Mark(tl.End().Marker())
 	if !o.dryRun {
