@@ -144,6 +144,10 @@ func (w *Workload) output() (string, error) {
 // workload reports a setup failure, exits, or ctx ends first.
 func (w *Workload) WaitReady(ctx context.Context) error {
 	for {
+		// Check liveness before reading the log. A workload that prints
+		// and exits after the read is then still alive here, and the
+		// next read finds its last lines.
+		alive := w.alive()
 		out, err := w.output()
 		if err != nil {
 			return err
@@ -154,7 +158,7 @@ func (w *Workload) WaitReady(ctx context.Context) error {
 		if line := resultLine(out); line != "" {
 			return fmt.Errorf("workload %s pid %d: %s", w.Name, w.PID, line)
 		}
-		if !w.alive() {
+		if !alive {
 			return fmt.Errorf("workload %s pid %d exited before READY: %s", w.Name, w.PID, tail(out, 5))
 		}
 		if err := sleep(ctx); err != nil {
@@ -192,6 +196,7 @@ func (w *Workload) Check(ctx context.Context) (pass bool, output string, err err
 
 func (w *Workload) waitVerdict(ctx context.Context) (line, output string, err error) {
 	for {
+		alive := w.alive() // before the read, for the reason in WaitReady
 		out, err := w.output()
 		if err != nil {
 			return "", "", err
@@ -200,7 +205,7 @@ func (w *Workload) waitVerdict(ctx context.Context) (line, output string, err er
 		if line := resultLine(after); line != "" {
 			return line, strings.TrimSpace(after), nil
 		}
-		if !w.alive() {
+		if !alive {
 			return "", after, fmt.Errorf("workload %s pid %d exited without a verdict: %s", w.Name, w.PID, tail(out, 5))
 		}
 		if err := sleep(ctx); err != nil {
