@@ -116,8 +116,9 @@ cmd_test() {
 # failed, in its own package. Some of them measure races of the kernel
 # (ptrace stops, signal delivery) on a machine that CI may load. Both
 # runs are printed, and a test that fails twice fails the group. A
-# package that fails without naming a test (a build error, a timeout)
-# fails the group at once.
+# package that fails without naming a test (a build error), or whose
+# test binary did not finish (a panic, a timeout), fails the group at
+# once.
 run_unit() {
 	local output retries pkg tests rc=0
 	output=$(mktemp)
@@ -137,15 +138,22 @@ run_unit() {
 
 # failed_tests reads the output of a non-verbose "go test" and prints one
 # line per failed package: its path and its failed top-level tests joined
-# by "|". It prints "!" when a package failed without naming a test.
+# by "|". It prints "!" when a package failed without naming a test, or
+# when its test binary did not end with the "FAIL" line of a finished
+# run: after a panic, a timeout or a crash, the tests that never ran
+# would not be retried.
 failed_tests() {
 	awk '
-		/^--- FAIL: / { names = names (names == "" ? "" : "|") $3; next }
+		/^--- FAIL: / { names = names (names == "" ? "" : "|") $3 }
 		/^FAIL\t/ {
-			if (names == "" || $0 ~ /\[(build|setup) failed\]/) { print "!"; next }
-			print $2, names
+			if (names == "" || prev != "FAIL" || $0 ~ /\[(build|setup) failed\]/) {
+				print "!"
+			} else {
+				print $2, names
+			}
 			names = ""
 		}
+		{ prev = $0 }
 	' "$1"
 }
 
